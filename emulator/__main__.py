@@ -1,0 +1,5 @@
+import sys
+
+from emulator._cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""``python -m emulator``: the command line, modelled on ``func start``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from emulator._app_index import format_function_listing
+from emulator._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
+from emulator._host import EmulatorHost, HostOptions
+from emulator._settings import AppLoadError
+from emulator._worker import close_client_sessions
+
+logger = logging.getLogger("emulator")
+
+
+class _HostFormatter(logging.Formatter):
+    """``[2024-04-29T10:26:20.356Z] message``, the Functions host's console format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        text = f"[{stamp}Z] {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_HostFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # The Azure SDKs log every HTTP request at INFO: keep them for --verbose.
+    for noisy in ("azure", "aiohttp.access", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Run an Azure Durable Functions Python app locally, with its state in Azurite.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start the function app (like `func start`)")
+    start.add_argument("--script-root", type=Path, default=Path.cwd(), help="the app folder (default: .)")
+    start.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default: 7071)")
+    start.add_argument("--verbose", action="store_true", help="log storage and history detail")
+    return parser
+
+
+async def _serve(options: HostOptions, host: EmulatorHost) -> None:
+    await host.start()
+    assert host.index is not None and host.settings is not None
+    print()
+    print(format_function_listing(host.index, host.base_url, host.settings.route_prefix))
+    print()
+    logger.info(
+        "Host started on %s (task hub '%s'). Press Ctrl+C to stop.", host.base_url, host.settings.hub_name
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("Stopping the host...")
+        await host.stop()
+        await close_client_sessions()
+
+
+def start(args: argparse.Namespace) -> int:
+    script_root = args.script_root.resolve()
+    options = HostOptions(script_root=script_root, port=args.port)
+    host = EmulatorHost(options)
+    storage: StorageConnection | None = None
+    try:
+        host.load()
+        assert host.settings is not None
+        storage = connect_storage(
+            host.settings.storage_connection_string(), script_root / "__azurite__", search_roots=[script_root]
+        )
+        options.connection_string = storage.connection_string
+        asyncio.run(_serve(options, host))
+    except (AppLoadError, AzuriteNotInstalledError) as exc:
+        logger.error("%s", exc)
+        return 1
+    except OSError as exc:
+        logger.error("Could not start the host: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if storage is not None:
+            storage.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
+    if args.command == "start":
+        return start(args)
+    return 2

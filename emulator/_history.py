@@ -1,0 +1,216 @@
+"""DurableTask history events in the shape the Python SDK reads them.
+
+Events are plain dicts with the PascalCase DataMember names and an integer ``EventType``,
+exactly what the real host serializes into the orchestration trigger payload
+(sdk-protocol.md section 3.2). Storage converts them to and from History table rows.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+HistoryEvent = dict[str, Any]
+
+
+class EventType(enum.IntEnum):
+    """DurableTask.Core ``EventType``; the History table stores the names."""
+
+    ExecutionStarted = 0
+    ExecutionCompleted = 1
+    ExecutionFailed = 2
+    ExecutionTerminated = 3
+    TaskScheduled = 4
+    TaskCompleted = 5
+    TaskFailed = 6
+    SubOrchestrationInstanceCreated = 7
+    SubOrchestrationInstanceCompleted = 8
+    SubOrchestrationInstanceFailed = 9
+    TimerCreated = 10
+    TimerFired = 11
+    OrchestratorStarted = 12
+    OrchestratorCompleted = 13
+    EventSent = 14
+    EventRaised = 15
+    ContinueAsNew = 16
+    GenericEvent = 17
+    HistoryState = 18
+    ExecutionSuspended = 19
+    ExecutionResumed = 20
+    ExecutionRewound = 21
+
+
+class OrchestrationStatus(enum.IntEnum):
+    """DurableTask.Core ``OrchestrationStatus``; HTTP and tables use the names."""
+
+    Running = 0
+    Completed = 1
+    ContinuedAsNew = 2
+    Failed = 3
+    Canceled = 4
+    Terminated = 5
+    Pending = 6
+    Suspended = 7
+
+
+#: Decision events carry the sequence id the orchestrator's action took.
+SCHEDULING_EVENTS = frozenset(
+    {
+        EventType.TaskScheduled,
+        EventType.SubOrchestrationInstanceCreated,
+        EventType.TimerCreated,
+        EventType.EventSent,
+    }
+)
+
+#: Events that complete a scheduled task, keyed by the field naming the task.
+COMPLETION_KEY = {
+    EventType.TaskCompleted: "TaskScheduledId",
+    EventType.TaskFailed: "TaskScheduledId",
+    EventType.SubOrchestrationInstanceCompleted: "TaskScheduledId",
+    EventType.SubOrchestrationInstanceFailed: "TaskScheduledId",
+    EventType.TimerFired: "TimerId",
+}
+
+#: Events that arrive as messages; the real executor marks them played before the checkpoint.
+MESSAGE_EVENTS = frozenset(
+    {
+        EventType.ExecutionStarted,
+        EventType.ExecutionTerminated,
+        EventType.EventRaised,
+        EventType.ExecutionSuspended,
+        EventType.ExecutionResumed,
+        EventType.GenericEvent,
+        *COMPLETION_KEY,
+    }
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """.NET round-trip style with seven fractional digits, as the host serializes DateTime."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse the 0-7 fractional digit ISO forms the host and the SDK write."""
+    body = text.rstrip("Z")
+    if "+" in body[10:]:
+        body = body[: 10 + body[10:].index("+")]
+    if "." in body:
+        head, frac = body.split(".", 1)
+        body = f"{head}.{frac[:6].ljust(6, '0')}"
+        return datetime.strptime(body, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return datetime.strptime(body, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+
+
+def _event(event_type: EventType, timestamp: datetime, event_id: int = -1, **fields: Any) -> HistoryEvent:
+    return {
+        "EventType": int(event_type),
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": format_timestamp(timestamp),
+        **fields,
+    }
+
+
+def orchestrator_started(timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.OrchestratorStarted, timestamp)
+
+
+def orchestrator_completed(timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.OrchestratorCompleted, timestamp)
+
+
+def execution_started(
+    *,
+    instance_id: str,
+    execution_id: str,
+    name: str,
+    input_text: str | None,
+    timestamp: datetime,
+    parent_instance: dict[str, Any] | None = None,
+    generation: int = 0,
+) -> HistoryEvent:
+    # `Version` must be present: the SDK raises AttributeError without it.
+    return _event(
+        EventType.ExecutionStarted,
+        timestamp,
+        OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": execution_id},
+        ParentInstance=parent_instance,
+        Name=name,
+        Version="",
+        Input=input_text,
+        Tags=None,
+        Correlation=None,
+        ParentTraceContext=None,
+        ScheduledStartTime=None,
+        Generation=generation,
+    )
+
+
+def task_scheduled(event_id: int, name: str, timestamp: datetime) -> HistoryEvent:
+    # Inputs stay out of history rows, as with storeInputsInOrchestrationHistory=false.
+    return _event(EventType.TaskScheduled, timestamp, event_id, Name=name, Version="", Input=None)
+
+
+def task_completed(scheduled_id: int, result: str | None, timestamp: datetime) -> HistoryEvent:
+    # `Result` must be present even when null: the SDK reads it unconditionally.
+    return _event(EventType.TaskCompleted, timestamp, TaskScheduledId=scheduled_id, Result=result)
+
+
+def task_failed(scheduled_id: int, reason: str, details: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(
+        EventType.TaskFailed,
+        timestamp,
+        TaskScheduledId=scheduled_id,
+        Reason=reason,
+        Details=details,
+        FailureDetails=None,
+    )
+
+
+def timer_created(event_id: int, fire_at: str, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.TimerCreated, timestamp, event_id, FireAt=fire_at)
+
+
+def timer_fired(timer_id: int, fire_at: str, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.TimerFired, timestamp, TimerId=timer_id, FireAt=fire_at)
+
+
+def event_raised(name: str, input_text: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.EventRaised, timestamp, Name=name, Input=input_text, ParentTraceContext=None)
+
+
+def execution_completed(
+    event_id: int, status: OrchestrationStatus, result: str | None, timestamp: datetime
+) -> HistoryEvent:
+    return _event(
+        EventType.ExecutionCompleted,
+        timestamp,
+        event_id,
+        OrchestrationStatus=int(status),
+        Result=result,
+        FailureDetails=None,
+    )
+
+
+def event_type(event: HistoryEvent) -> EventType:
+    return EventType(event["EventType"])
+
+
+def completion_key(event: HistoryEvent) -> int | None:
+    """The sequence id a completion event completes, or None for other events."""
+    field = COMPLETION_KEY.get(event_type(event))
+    return None if field is None else int(event[field])
+
+
+def to_json_text(value: Any) -> str:
+    """Compact JSON like Newtonsoft writes it (used for outputs stored as text)."""
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,665 @@
+"""The task hub in Azure Storage: History and Instances tables, control and work-item queues.
+
+Names and row schema follow the real Azure Storage provider (host-behaviour.md section 4), so
+Storage Explorer and other tools read what the emulator writes:
+
+* ``{hub}History``: one partition per instance, RowKey = 16-digit hex position, plus the
+  ``sentinel`` row whose ETag guards every append (durability invariant 1).
+* ``{hub}Instances``: one row per instance (RowKey ``""``), the status the API reports.
+* ``{hub}-control-NN`` queues carry orchestration events, ``{hub}-workitems`` activity work.
+  Unlike the real provider, one message carries many events or work items: Azurite slows down
+  with the number of stored messages, so queues are kept shallow by batching.
+
+Everything that is durable goes through this module; the engine above it holds only caches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.queue.aio import QueueServiceClient
+
+from emulator import _history as h
+from emulator._history import EventType, HistoryEvent, OrchestrationStatus
+
+logger = logging.getLogger("emulator.storage")
+
+SENTINEL_ROW_KEY = "sentinel"
+#: Largest serialized queue message kept inline; bigger ones go to a blob (real threshold: 45 KB).
+MAX_INLINE_MESSAGE_BYTES = 45 * 1024
+#: Largest string column kept inline (the real provider's 60 KB of UTF-16); longer ones go to a blob.
+MAX_INLINE_PROPERTY_CHARS = 30 * 1024
+#: Table transactions hold at most 100 operations (Azurite stores nothing beyond that).
+MAX_BATCH_OPERATIONS = 100
+#: Columns that hold nested objects: the real provider stores them as JSON text.
+_NESTED_COLUMNS = frozenset({"OrchestrationInstance", "ParentInstance", "Tags", "FailureDetails"})
+_DATETIME_COLUMNS = frozenset({"FireAt", "ScheduledStartTime"})
+_LARGE_COLUMNS = ("Input", "Result", "Output", "Reason", "Details", "CustomStatus", "Name")
+
+
+class HistoryConflictError(Exception):
+    """Someone else appended to the history since it was read (the sentinel ETag changed)."""
+
+
+def fnv1a_32(text: str) -> int:
+    value = 2166136261
+    for byte in text.encode("utf-8"):
+        value ^= byte
+        value = (value * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def escape_partition_key(instance_id: str) -> str:
+    """``KeySanitation.EscapePartitionKey``: table keys may not hold / \\ # ? or control chars."""
+    out: list[str] = []
+    for ch in instance_id:
+        if ch == "^":
+            out.append("^^")
+        elif ch == "/":
+            out.append("^0")
+        elif ch == "\\":
+            out.append("^1")
+        elif ch == "#":
+            out.append("^2")
+        elif ch == "?":
+            out.append("^3")
+        elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+            out.append("^" + chr(0xC0 + ord(ch) % 0x40))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class StoredHistory:
+    """The committed history of an instance's current execution."""
+
+    events: list[HistoryEvent]
+    etag: str | None
+    execution_id: str | None
+
+
+@dataclass
+class InstanceRecord:
+    """A row of the Instances table."""
+
+    instance_id: str
+    name: str
+    runtime_status: OrchestrationStatus
+    execution_id: str
+    created_time: datetime
+    last_updated_time: datetime
+    input: str | None = None
+    output: str | None = None
+    custom_status: str | None = None
+    completed_time: datetime | None = None
+    generation: int = 0
+    etag: str | None = None
+
+
+@dataclass
+class MessageHandle:
+    """A queue message this host holds; ``pop_receipt`` changes on every renewal."""
+
+    queue_name: str
+    message_id: str
+    pop_receipt: str
+    blob_name: str | None = None
+
+
+@dataclass
+class ControlMessage:
+    """Events for one orchestration instance, carried by one control-queue message."""
+
+    instance_id: str
+    events: list[HistoryEvent]
+    execution_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instanceId": self.instance_id, "executionId": self.execution_id, "events": self.events}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ControlMessage:
+        return cls(str(raw["instanceId"]), list(raw["events"]), raw.get("executionId"))
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One activity invocation."""
+
+    instance_id: str
+    execution_id: str
+    task_id: int
+    name: str
+    input: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instanceId": self.instance_id,
+            "executionId": self.execution_id,
+            "taskId": self.task_id,
+            "name": self.name,
+            "input": self.input,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> WorkItem:
+        return cls(
+            str(raw["instanceId"]),
+            str(raw["executionId"]),
+            int(raw["taskId"]),
+            str(raw["name"]),
+            raw["input"],
+        )
+
+
+@dataclass
+class ReceivedWork:
+    """A work-item message: several activities acknowledged together."""
+
+    items: list[WorkItem]
+    handle: MessageHandle
+
+
+def history_row(partition_key: str, index: int, execution_id: str, event: HistoryEvent) -> dict[str, Any]:
+    """A History table row: enum names, ``_Timestamp``, nested objects as JSON text."""
+    row: dict[str, Any] = {
+        "PartitionKey": partition_key,
+        "RowKey": f"{index:016X}",
+        "ExecutionId": execution_id,
+    }
+    for key, value in event.items():
+        if key == "EventType":
+            row[key] = EventType(value).name
+        elif key == "Timestamp":
+            row["_Timestamp"] = h.parse_timestamp(value)
+        elif key == "OrchestrationStatus":
+            row[key] = OrchestrationStatus(value).name
+        elif key in _NESTED_COLUMNS:
+            if value is not None:
+                row[key] = json.dumps(value)
+        elif key in _DATETIME_COLUMNS:
+            if value is not None:
+                row[key] = h.parse_timestamp(value)
+        elif value is not None:
+            row[key] = value
+    return row
+
+
+def event_from_row(row: dict[str, Any], blobs: dict[str, str]) -> HistoryEvent:
+    """Inverse of :func:`history_row`; ``blobs`` holds already downloaded large columns."""
+    kind = EventType[row["EventType"]]
+    event: HistoryEvent = {
+        "EventType": int(kind),
+        "EventId": int(row.get("EventId", -1)),
+        "IsPlayed": bool(row.get("IsPlayed", False)),
+        "Timestamp": h.format_timestamp(row["_Timestamp"]),
+    }
+    for key, value in row.items():
+        if key in ("PartitionKey", "RowKey", "ExecutionId", "EventType", "EventId", "IsPlayed", "_Timestamp"):
+            continue
+        if key.endswith("BlobName"):
+            continue
+        if key in blobs:
+            value = blobs[key]
+        if key == "OrchestrationStatus":
+            event[key] = int(OrchestrationStatus[value])
+        elif key in _NESTED_COLUMNS:
+            event[key] = json.loads(value) if value else None
+        elif key in _DATETIME_COLUMNS:
+            event[key] = h.format_timestamp(value)
+        else:
+            event[key] = value
+    # The SDK reads these unconditionally: restore the nulls the table dropped.
+    if kind == EventType.ExecutionStarted:
+        event.setdefault("Version", "")
+        event.setdefault("Input", None)
+        event.setdefault("ParentInstance", None)
+        event.setdefault("Name", None)
+    elif kind in (EventType.TaskCompleted, EventType.SubOrchestrationInstanceCompleted):
+        event.setdefault("Result", None)
+    elif kind in (EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated):
+        event.setdefault("Version", "")
+        event.setdefault("Input", None)
+    elif kind in (EventType.TaskFailed, EventType.SubOrchestrationInstanceFailed):
+        event.setdefault("Reason", None)
+        event.setdefault("Details", None)
+    elif kind == EventType.EventRaised:
+        event.setdefault("Input", None)
+    return event
+
+
+class TaskHubStorage:
+    """One task hub in one storage account."""
+
+    def __init__(self, connection_string: str, hub_name: str, partition_count: int = 4) -> None:
+        self.hub_name = hub_name
+        self.partition_count = partition_count
+        lower = hub_name.lower()
+        self.control_queue_names = [f"{lower}-control-{i:02d}" for i in range(partition_count)]
+        self.work_item_queue_name = f"{lower}-workitems"
+        self.history_table_name = f"{hub_name}History"
+        self.instances_table_name = f"{hub_name}Instances"
+        self.leases_container = f"{lower}-leases"
+        self.large_messages_container = f"{lower}-largemessages"
+        self._tables = TableServiceClient.from_connection_string(connection_string)
+        self._queues = QueueServiceClient.from_connection_string(connection_string)
+        self._blobs = BlobServiceClient.from_connection_string(connection_string)
+        self._history = self._tables.get_table_client(self.history_table_name)
+        self._instances = self._tables.get_table_client(self.instances_table_name)
+        self._large = self._blobs.get_container_client(self.large_messages_container)
+
+    async def close(self) -> None:
+        await self._history.close()
+        await self._instances.close()
+        await self._large.close()
+        await self._tables.close()
+        await self._queues.close()
+        await self._blobs.close()
+
+    # -- task hub ---------------------------------------------------------------------------
+
+    async def create_task_hub(self) -> None:
+        """Create every queue, table and container of the hub (like ``EnsureTaskHub``)."""
+        for table in (self.history_table_name, self.instances_table_name):
+            await self._tables.create_table_if_not_exists(table)
+        for queue in [*self.control_queue_names, self.work_item_queue_name]:
+            with contextlib.suppress(ResourceExistsError):
+                await self._queues.create_queue(queue)
+        for container in (self.leases_container, self.large_messages_container):
+            with contextlib.suppress(ResourceExistsError):
+                await self._blobs.create_container(container)
+        leases = self._blobs.get_container_client(self.leases_container)
+        try:
+            info = {
+                "TaskHubName": self.hub_name,
+                "CreatedAt": h.format_timestamp(h.utcnow()),
+                "PartitionCount": self.partition_count,
+            }
+            await leases.upload_blob("taskhub.json", json.dumps(info), overwrite=False)
+        except ResourceExistsError:
+            pass
+        finally:
+            await leases.close()
+
+    def partition_of(self, instance_id: str) -> int:
+        return fnv1a_32(instance_id) % self.partition_count
+
+    def control_queue_of(self, instance_id: str) -> str:
+        return self.control_queue_names[self.partition_of(instance_id)]
+
+    # -- large values -----------------------------------------------------------------------
+
+    async def _upload_large(self, blob_name: str, text: str) -> None:
+        await self._large.upload_blob(blob_name, gzip.compress(text.encode("utf-8")), overwrite=True)
+
+    async def _download_large(self, blob_name: str) -> str:
+        stream = await self._large.download_blob(blob_name)
+        return gzip.decompress(await stream.readall()).decode("utf-8")
+
+    async def _offload_large_columns(self, row: dict[str, Any], prefix: str) -> None:
+        for column in _LARGE_COLUMNS:
+            value = row.get(column)
+            if isinstance(value, str) and len(value) > MAX_INLINE_PROPERTY_CHARS:
+                blob_name = f"{prefix}-{column}-{uuid.uuid4().hex[:8].upper()}.json.gz"
+                await self._upload_large(blob_name, value)
+                row[column] = ""
+                row[f"{column}BlobName"] = blob_name
+
+    async def _restore_large_columns(self, row: dict[str, Any]) -> dict[str, str]:
+        restored: dict[str, str] = {}
+        for key, value in row.items():
+            if key.endswith("BlobName") and value:
+                restored[key[: -len("BlobName")]] = await self._download_large(str(value))
+        return restored
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def read_history(self, instance_id: str) -> StoredHistory:
+        """Read the committed events of the current execution (rows up to the sentinel's count)."""
+        pk = escape_partition_key(instance_id)
+        rows: list[dict[str, Any]] = []
+        sentinel: dict[str, Any] | None = None
+        async for entity in self._history.query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
+            if entity["RowKey"] == SENTINEL_ROW_KEY:
+                sentinel = dict(entity)
+                sentinel["__etag"] = entity.metadata["etag"]
+            else:
+                rows.append(dict(entity))
+        if sentinel is None:
+            return StoredHistory(events=[], etag=None, execution_id=None)
+        execution_id = sentinel.get("ExecutionId")
+        count = int(sentinel.get("HistoryEventCount", len(rows)))
+        rows.sort(key=lambda r: r["RowKey"])
+        events: list[HistoryEvent] = []
+        for row in rows[:count]:
+            if row.get("ExecutionId") != execution_id:
+                break
+            events.append(event_from_row(row, await self._restore_large_columns(row)))
+        return StoredHistory(events=events, etag=sentinel["__etag"], execution_id=execution_id)
+
+    async def append_history(
+        self,
+        instance_id: str,
+        execution_id: str,
+        committed_count: int,
+        new_events: Sequence[HistoryEvent],
+        etag: str | None,
+    ) -> str:
+        """Append ``new_events`` after ``committed_count`` rows; return the sentinel's new ETag.
+
+        Each transaction also writes the sentinel with the ETag read before (invariant 1). When
+        an episode needs more than one transaction, only the last one moves the sentinel's
+        ``HistoryEventCount``, so a crash part-way leaves the committed history unchanged.
+        """
+        pk = escape_partition_key(instance_id)
+        rows = []
+        for offset, event in enumerate(new_events):
+            row = history_row(pk, committed_count + offset, execution_id, event)
+            await self._offload_large_columns(row, f"{pk}/history-{row['RowKey']}-{row['EventType']}")
+            rows.append(row)
+        chunk_size = MAX_BATCH_OPERATIONS - 1
+        chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)] or [[]]
+        for number, chunk in enumerate(chunks):
+            last = number == len(chunks) - 1
+            sentinel: dict[str, Any] = {
+                "PartitionKey": pk,
+                "RowKey": SENTINEL_ROW_KEY,
+                "ExecutionId": execution_id,
+                "IsCheckpointComplete": last,
+                "CheckpointCompletedTimestamp": h.utcnow(),
+            }
+            if last:
+                sentinel["HistoryEventCount"] = committed_count + len(rows)
+            operations: list[Any] = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in chunk]
+            if etag is None:
+                sentinel.setdefault("HistoryEventCount", committed_count)
+                operations.append(("create", sentinel))
+            else:
+                operations.append(
+                    (
+                        "update",
+                        sentinel,
+                        {
+                            "mode": UpdateMode.MERGE,
+                            "etag": etag,
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
+                    )
+                )
+            try:
+                results = await self._history.submit_transaction(operations)
+            except TableTransactionError as exc:
+                if exc.status_code in (409, 412):
+                    raise HistoryConflictError(
+                        f"History of instance '{instance_id}' was changed by another writer"
+                    ) from exc
+                raise
+            etag = str(results[-1]["etag"])
+        assert etag is not None
+        return etag
+
+    async def delete_history(self, instance_id: str) -> int:
+        pk = escape_partition_key(instance_id)
+        keys = [
+            e["RowKey"]
+            async for e in self._history.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"]
+            )
+        ]
+        for i in range(0, len(keys), MAX_BATCH_OPERATIONS):
+            ops: list[Any] = [("delete", {"PartitionKey": pk, "RowKey": k}) for k in keys[i : i + 100]]
+            await self._history.submit_transaction(ops)
+        return len(keys)
+
+    # -- instances --------------------------------------------------------------------------
+
+    async def read_instance(self, instance_id: str) -> InstanceRecord | None:
+        try:
+            entity = await self._instances.get_entity(escape_partition_key(instance_id), "")
+        except ResourceNotFoundError:
+            return None
+        row = dict(entity)
+        large = await self._restore_large_columns(row)
+        row.update(large)
+        return InstanceRecord(
+            instance_id=instance_id,
+            name=str(row.get("Name") or ""),
+            runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
+            execution_id=str(row.get("ExecutionId") or ""),
+            created_time=_aware(row.get("CreatedTime")),
+            last_updated_time=_aware(row.get("LastUpdatedTime")),
+            input=_text_or_none(row.get("Input")),
+            output=_text_or_none(row.get("Output")),
+            custom_status=_text_or_none(row.get("CustomStatus")),
+            completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
+            generation=int(row.get("Generation") or 0),
+            etag=entity.metadata["etag"],
+        )
+
+    async def write_pending_instance(self, record: InstanceRecord, replace_etag: str | None) -> bool:
+        """Write the client's Pending row; False when an episode already wrote a newer one."""
+        row = self._instance_row(record)
+        row["RuntimeStatus"] = OrchestrationStatus.Pending.name
+        await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
+        try:
+            if replace_etag is None:
+                await self._instances.create_entity(row)
+            else:
+                await self._instances.update_entity(
+                    row,
+                    mode=UpdateMode.REPLACE,
+                    etag=replace_etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        return True
+
+    async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
+        row = {"PartitionKey": escape_partition_key(instance_id), "RowKey": "", **columns}
+        await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
+        await self._instances.upsert_entity(row, mode=UpdateMode.MERGE)
+
+    async def delete_instance(self, instance_id: str) -> bool:
+        try:
+            await self._instances.delete_entity(escape_partition_key(instance_id), "")
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    async def query_instances(self, filter_text: str | None = None) -> list[InstanceRecord]:
+        records: list[InstanceRecord] = []
+        entities = (
+            self._instances.query_entities(filter_text) if filter_text else self._instances.list_entities()
+        )
+        async for entity in entities:
+            record = await self.read_instance(_unescape_partition_key(entity["PartitionKey"]))
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _instance_row(self, record: InstanceRecord) -> dict[str, Any]:
+        return {
+            "PartitionKey": escape_partition_key(record.instance_id),
+            "RowKey": "",
+            "Name": record.name,
+            "Version": "",
+            "Input": record.input,
+            "Output": record.output,
+            "CustomStatus": record.custom_status,
+            "RuntimeStatus": record.runtime_status.name,
+            "CreatedTime": record.created_time,
+            "LastUpdatedTime": record.last_updated_time,
+            "ExecutionId": record.execution_id,
+            "TaskHubName": self.hub_name,
+            "Generation": record.generation,
+        }
+
+    # -- queues -----------------------------------------------------------------------------
+
+    async def _encode_message(self, payload: dict[str, Any], owner: str) -> tuple[str, str | None]:
+        text = json.dumps(payload, separators=(",", ":"))
+        if len(text.encode("utf-8")) <= MAX_INLINE_MESSAGE_BYTES:
+            return text, None
+        blob_name = f"{escape_partition_key(owner)}/message-{uuid.uuid4().hex}.json.gz"
+        await self._upload_large(blob_name, text)
+        return json.dumps({"compressedBlobName": blob_name}), blob_name
+
+    async def _decode_message(self, content: str) -> tuple[dict[str, Any], str | None]:
+        raw = json.loads(content)
+        blob_name = raw.get("compressedBlobName")
+        if blob_name:
+            return json.loads(await self._download_large(str(blob_name))), str(blob_name)
+        return raw, None
+
+    async def _send(
+        self, queue_name: str, payload: dict[str, Any], owner: str, *, delay: float, lease: float | None
+    ) -> MessageHandle:
+        content, blob_name = await self._encode_message(payload, owner)
+        queue = self._queues.get_queue_client(queue_name)
+        # A message sent with a visibility timeout is leased to its sender from birth: the sender
+        # handles it in memory and deletes it, and it only surfaces to pollers if the sender dies.
+        visibility = max(int(delay + 0.999), (lease and int(lease)) or 0) or None
+        sent = await queue.send_message(content, visibility_timeout=visibility, time_to_live=-1)
+        return MessageHandle(queue_name, str(sent.id), str(sent.pop_receipt), blob_name)
+
+    async def send_control(
+        self, message: ControlMessage, *, delay: float = 0.0, lease: float | None = None
+    ) -> MessageHandle:
+        return await self._send(
+            self.control_queue_of(message.instance_id),
+            message.to_json(),
+            message.instance_id,
+            delay=delay,
+            lease=lease,
+        )
+
+    async def send_work_items(
+        self, items: Sequence[WorkItem], *, lease: float | None = None
+    ) -> list[ReceivedWork]:
+        """Pack work items into as few messages as the size limit allows."""
+        batches: list[list[WorkItem]] = []
+        current: list[WorkItem] = []
+        size = 0
+        for item in items:
+            item_size = len(json.dumps(item.to_json())) + 1
+            if current and size + item_size > MAX_INLINE_MESSAGE_BYTES:
+                batches.append(current)
+                current, size = [], 0
+            current.append(item)
+            size += item_size
+        if current:
+            batches.append(current)
+        sent: list[ReceivedWork] = []
+        for batch in batches:
+            payload = {"workItems": [i.to_json() for i in batch]}
+            handle = await self._send(
+                self.work_item_queue_name, payload, batch[0].instance_id, delay=0, lease=lease
+            )
+            sent.append(ReceivedWork(batch, handle))
+        return sent
+
+    async def receive_control(
+        self, partition: int, visibility: float, max_messages: int = 32
+    ) -> list[tuple[ControlMessage, MessageHandle]]:
+        queue_name = self.control_queue_names[partition]
+        queue = self._queues.get_queue_client(queue_name)
+        out: list[tuple[ControlMessage, MessageHandle]] = []
+        async for msg in queue.receive_messages(
+            max_messages=max_messages, visibility_timeout=int(visibility)
+        ):
+            payload, blob_name = await self._decode_message(msg.content)
+            out.append(
+                (
+                    ControlMessage.from_json(payload),
+                    MessageHandle(queue_name, str(msg.id), str(msg.pop_receipt), blob_name),
+                )
+            )
+            if len(out) >= max_messages:
+                break
+        return out
+
+    async def receive_work(self, visibility: float, max_messages: int = 32) -> list[ReceivedWork]:
+        queue = self._queues.get_queue_client(self.work_item_queue_name)
+        out: list[ReceivedWork] = []
+        async for msg in queue.receive_messages(
+            max_messages=max_messages, visibility_timeout=int(visibility)
+        ):
+            payload, blob_name = await self._decode_message(msg.content)
+            handle = MessageHandle(self.work_item_queue_name, str(msg.id), str(msg.pop_receipt), blob_name)
+            out.append(ReceivedWork([WorkItem.from_json(i) for i in payload["workItems"]], handle))
+            if len(out) >= max_messages:
+                break
+        return out
+
+    async def delete_message(self, handle: MessageHandle) -> None:
+        queue = self._queues.get_queue_client(handle.queue_name)
+        try:
+            await queue.delete_message(handle.message_id, handle.pop_receipt)
+        except (ResourceNotFoundError, HttpResponseError) as exc:
+            # Another receiver took it after our lease lapsed; its copy is deduplicated downstream.
+            logger.debug("Message %s on %s was already gone: %s", handle.message_id, handle.queue_name, exc)
+            return
+        if handle.blob_name:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._large.delete_blob(handle.blob_name)
+
+    async def renew_message(self, handle: MessageHandle, visibility: float) -> bool:
+        queue = self._queues.get_queue_client(handle.queue_name)
+        try:
+            updated = await queue.update_message(
+                handle.message_id, handle.pop_receipt, visibility_timeout=int(visibility)
+            )
+        except (ResourceNotFoundError, HttpResponseError):
+            return False
+        handle.pop_receipt = str(updated.pop_receipt)
+        return True
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.fromtimestamp(0, timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _unescape_partition_key(key: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(key):
+        ch = key[i]
+        if ch == "^" and i + 1 < len(key):
+            nxt = key[i + 1]
+            mapping = {"^": "^", "0": "/", "1": "\\", "2": "#", "3": "?"}
+            if nxt in mapping:
+                out.append(mapping[nxt])
+            else:
+                code = ord(nxt) - 0xC0
+                out.append(chr(code if code < 0x20 else code + 0x60))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
