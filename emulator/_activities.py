@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from emulator import _history as h
 from emulator._app_index import AppIndex
 from emulator._history import HistoryEvent
+from emulator._http_activity import run_http_activity
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
+from emulator._replay import HTTP_ACTIVITY
 from emulator._storage import ControlMessage, MessageHandle, ReceivedWork, TaskHubStorage, WorkItem
+from emulator._timers import DurableClock
 from emulator._worker import ActivityOutcome, run_activity
 
 logger = logging.getLogger("emulator.activities")
@@ -99,8 +102,10 @@ class ActivityDispatcher:
         invocations: InvocationLog,
         leases: LeaseKeeper,
         completions: CompletionSender,
+        clock: DurableClock,
         max_concurrent: int,
     ) -> None:
+        self._clock = clock
         self._storage = storage
         self._index = index
         self._invocations = invocations
@@ -143,7 +148,9 @@ class ActivityDispatcher:
     async def _run_item(self, item: WorkItem) -> None:
         function = self._index.activity(item.name)
         async with self._slots:
-            if function is None:
+            if item.name == HTTP_ACTIVITY and item.http_request is not None:
+                outcome = await self._run_http(item)
+            elif function is None:
                 outcome = ActivityOutcome(
                     failure_reason=f"Activity function '{item.name}' does not exist.", failure_details=None
                 )
@@ -155,9 +162,20 @@ class ActivityDispatcher:
                     if outcome.failed:
                         record.succeeded = False
                         record.error = outcome.failure_reason
-        now = h.utcnow()
+        now = self._clock.now()
         if outcome.failed:
             event = h.task_failed(item.task_id, outcome.failure_reason or "", outcome.failure_details, now)
         else:
             event = h.task_completed(item.task_id, outcome.result, now)
         await self._completions.send(item, event)
+
+    async def _run_http(self, item: WorkItem) -> ActivityOutcome:
+        assert item.http_request is not None
+        with self._invocations.invoke(HTTP_ACTIVITY, reason="(null)", instance_id=item.instance_id) as record:
+            try:
+                return ActivityOutcome(result=await run_http_activity(item.http_request))
+            except Exception as exc:
+                record.succeeded = False
+                record.error = f"{type(exc).__name__}: {exc}"
+                reason = f"Activity function '{HTTP_ACTIVITY}' failed: {record.error}"
+                return ActivityOutcome(failure_reason=reason, failure_details=None)

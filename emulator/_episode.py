@@ -6,26 +6,46 @@ history replayed offline is decided exactly as the running host decides it.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from emulator import _history as h
-from emulator._history import EventType, HistoryEvent
-from emulator._replay import EpisodeDecisions, OrchestratorState, decide, unknown_function_message
+from emulator._history import EventType, HistoryEvent, OrchestrationStatus
+from emulator._replay import (
+    EpisodeDecisions,
+    KnownFunctions,
+    OrchestratorState,
+    decide,
+    unknown_function_message,
+)
 from emulator._worker import orchestration_payload, run_orchestrator
+
+#: Generations one episode may run back to back before it is stopped (continue_as_new loops).
+MAX_GENERATIONS_PER_EPISODE = 1000
+
+OrchestratorLookup = Callable[[str], Callable[[Any], Any] | None]
 
 
 @dataclass
 class Episode:
-    #: Rows to append to the history, in order (OrchestratorStarted ... OrchestratorCompleted).
+    #: Rows to append to the history (OrchestratorStarted ... OrchestratorCompleted). When
+    #: ``new_generation`` is set they replace the history from row 0 (continue_as_new).
     rows: list[HistoryEvent]
+    #: The final generation's decisions: its status, output and custom status.
     decisions: EpisodeDecisions
-    state: OrchestratorState
+    state: OrchestratorState | None
     name: str
     execution_id: str
     started: HistoryEvent
+    #: Every generation's decisions in order, for the work they send out.
+    generations: list[EpisodeDecisions] = field(default_factory=list)
+    new_generation: bool = False
+    #: True when the instance became Suspended in this episode, False when it was resumed.
+    suspended: bool | None = None
 
 
 def stored_form(event: HistoryEvent) -> HistoryEvent:
@@ -35,33 +55,128 @@ def stored_form(event: HistoryEvent) -> HistoryEvent:
     return stored
 
 
+def _started_event(events: Sequence[HistoryEvent]) -> HistoryEvent | None:
+    return next((e for e in events if h.event_type(e) == EventType.ExecutionStarted), None)
+
+
+def _ids_used(history: Sequence[HistoryEvent]) -> int:
+    ids = [int(e["EventId"]) for e in history if h.event_type(e) in h.SCHEDULING_EVENTS]
+    return max(ids) + 1 if ids else 0
+
+
 def execute_episode(
     *,
     instance_id: str,
     history: Sequence[HistoryEvent],
     new_events: Sequence[HistoryEvent],
     now: datetime,
-    orchestrator: Callable[[str], Callable[[Any], Any] | None],
-    activity_exists: Callable[[str], bool],
-    known_activities: Callable[[], list[str]],
-    known_orchestrators: Callable[[], list[str]],
+    orchestrator: OrchestratorLookup,
+    known: KnownFunctions,
+    new_execution_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Episode:
     """Replay the orchestrator over ``history`` + [OrchestratorStarted, *new_events] and decide."""
-    started = next(
-        (e for e in [*history, *new_events] if h.event_type(e) == EventType.ExecutionStarted), None
-    )
+    started = _started_event([*history, *new_events])
     if started is None:
         raise ValueError(f"Instance '{instance_id}' has no ExecutionStarted event")
     name = str(started.get("Name") or "")
-    execution_id = str(started["OrchestrationInstance"]["ExecutionId"])
+    kinds = {h.event_type(e) for e in new_events}
+    episode_events = [h.orchestrator_started(now), *new_events]
+
+    if EventType.ExecutionTerminated in kinds:
+        # Terminate wins over everything else in the batch; the orchestrator's answer would be ignored.
+        reason = next(e.get("Input") for e in new_events if h.event_type(e) == EventType.ExecutionTerminated)
+        decisions = EpisodeDecisions(status=OrchestrationStatus.Terminated, output=reason)
+        completion = h.execution_completed(_ids_used(history), OrchestrationStatus.Terminated, reason, now)
+        rows = [*(stored_form(e) for e in episode_events), completion, h.orchestrator_completed(now)]
+        return Episode(rows, decisions, None, name, _execution_of(started), started, [decisions])
+
+    if kinds and kinds <= {EventType.ExecutionSuspended, EventType.ExecutionResumed}:
+        # Suspension changes nothing the orchestrator can see: record it without a replay.
+        last = [e for e in new_events if h.event_type(e) in kinds][-1]
+        rows = [*(stored_form(e) for e in episode_events), h.orchestrator_completed(now)]
+        decisions = EpisodeDecisions()
+        return Episode(
+            rows,
+            decisions,
+            None,
+            name,
+            _execution_of(started),
+            started,
+            [decisions],
+            suspended=h.event_type(last) == EventType.ExecutionSuspended,
+        )
+
+    generations: list[EpisodeDecisions] = []
+    current_history = list(history)
+    current_new = list(new_events)
+    new_generation = False
+    while True:
+        started = _started_event([*current_history, *current_new])
+        assert started is not None
+        episode_events = [h.orchestrator_started(now), *current_new]
+        replay_history = [*current_history, *episode_events]
+        state, decisions = _replay_once(
+            instance_id, started, replay_history, current_new, now, orchestrator, known
+        )
+        generations.append(decisions)
+        if decisions.status != OrchestrationStatus.ContinuedAsNew:
+            break
+        if len(generations) >= MAX_GENERATIONS_PER_EPISODE:
+            decisions.status = OrchestrationStatus.Failed
+            decisions.output = (
+                f"Orchestrator function '{name}' failed: continue_as_new was called "
+                f"{MAX_GENERATIONS_PER_EPISODE} times without waiting for anything"
+            )
+            decisions.new_events[-1] = h.execution_completed(
+                _ids_used(replay_history), OrchestrationStatus.Failed, decisions.output, now
+            )
+            break
+        # DTFx starts the next generation in the same work item: fresh history, new execution id,
+        # the new input stored the way a client start stores it, unconsumed events carried over.
+        next_started = h.execution_started(
+            instance_id=instance_id,
+            execution_id=new_execution_id(),
+            name=name,
+            input_text=None if decisions.output is None else json.dumps(decisions.output),
+            timestamp=now,
+            parent_instance=started.get("ParentInstance"),
+            generation=int(started.get("Generation") or 0) + 1,
+        )
+        current_history, current_new = [], [next_started, *decisions.carried_events]
+        new_generation = True
+
+    rows = [*(stored_form(e) for e in episode_events), *decisions.new_events, h.orchestrator_completed(now)]
+    return Episode(
+        rows,
+        decisions,
+        state,
+        name,
+        _execution_of(started),
+        started,
+        generations,
+        new_generation=new_generation,
+    )
+
+
+def _execution_of(started: HistoryEvent) -> str:
+    return str(started["OrchestrationInstance"]["ExecutionId"])
+
+
+def _replay_once(
+    instance_id: str,
+    started: HistoryEvent,
+    replay_history: list[HistoryEvent],
+    new_events: Sequence[HistoryEvent],
+    now: datetime,
+    orchestrator: OrchestratorLookup,
+    known: KnownFunctions,
+) -> tuple[OrchestratorState, EpisodeDecisions]:
+    name = str(started.get("Name") or "")
     parent = started.get("ParentInstance") or None
     parent_id = parent["OrchestrationInstance"]["InstanceId"] if parent else None
-
-    episode_events = [h.orchestrator_started(now), *new_events]
-    replay_history = [*history, *episode_events]
     handle = orchestrator(name)
     if handle is None:
-        message = unknown_function_message(name, "orchestrator", known_orchestrators())
+        message = unknown_function_message(name, "orchestrator", known.orchestrators)
         state = OrchestratorState(is_done=False, actions=[], error=message)
     else:
         payload = orchestration_payload(
@@ -73,8 +188,8 @@ def execute_episode(
         orchestrator_name=name,
         state=state,
         now=now,
-        activity_exists=activity_exists,
-        known_activities=known_activities,
+        known=known,
+        execution_id=_execution_of(started),
+        new_events=new_events,
     )
-    rows = [*(stored_form(e) for e in episode_events), *decisions.new_events, h.orchestrator_completed(now)]
-    return Episode(rows, decisions, state, name, execution_id, started)
+    return state, decisions

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -90,6 +91,11 @@ MESSAGE_EVENTS = frozenset(
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_execution_id() -> str:
+    """Execution ids are GUIDs in "N" format (32 hex digits), as DTFx creates them."""
+    return uuid.uuid4().hex
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -176,6 +182,41 @@ def task_failed(scheduled_id: int, reason: str, details: str | None, timestamp: 
     )
 
 
+def sub_orchestration_created(
+    event_id: int, name: str, instance_id: str, timestamp: datetime
+) -> HistoryEvent:
+    return _event(
+        EventType.SubOrchestrationInstanceCreated,
+        timestamp,
+        event_id,
+        Name=name,
+        Version="",
+        InstanceId=instance_id,
+        Input=None,
+        ClientSpanId=None,
+        Tags=None,
+    )
+
+
+def sub_orchestration_completed(scheduled_id: int, result: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(
+        EventType.SubOrchestrationInstanceCompleted, timestamp, TaskScheduledId=scheduled_id, Result=result
+    )
+
+
+def sub_orchestration_failed(
+    scheduled_id: int, reason: str | None, details: str | None, timestamp: datetime
+) -> HistoryEvent:
+    return _event(
+        EventType.SubOrchestrationInstanceFailed,
+        timestamp,
+        TaskScheduledId=scheduled_id,
+        Reason=reason,
+        Details=details,
+        FailureDetails=None,
+    )
+
+
 def timer_created(event_id: int, fire_at: str, timestamp: datetime) -> HistoryEvent:
     return _event(EventType.TimerCreated, timestamp, event_id, FireAt=fire_at)
 
@@ -199,6 +240,33 @@ def execution_completed(
         Result=result,
         FailureDetails=None,
     )
+
+
+def continued_as_new(event_id: int, new_input: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(
+        EventType.ContinueAsNew,
+        timestamp,
+        event_id,
+        OrchestrationStatus=int(OrchestrationStatus.ContinuedAsNew),
+        Result=new_input,
+        FailureDetails=None,
+    )
+
+
+def execution_terminated(reason: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.ExecutionTerminated, timestamp, Input=reason)
+
+
+def execution_suspended(reason: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.ExecutionSuspended, timestamp, Reason=reason)
+
+
+def execution_resumed(reason: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.ExecutionResumed, timestamp, Reason=reason)
+
+
+def generic_event(data: str | None, timestamp: datetime) -> HistoryEvent:
+    return _event(EventType.GenericEvent, timestamp, Data=data)
 
 
 def event_type(event: HistoryEvent) -> EventType:

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._settings import AppSettings, load_settings
 from emulator._storage import TaskHubStorage
+from emulator._timers import DurableClock, TimerScheduler
 
 logger = logging.getLogger("emulator.host")
 
@@ -65,6 +66,9 @@ class EmulatorHost:
         self._orchestrations: OrchestrationDispatcher | None = None
         self._activities: ActivityDispatcher | None = None
         self._completions: CompletionSender | None = None
+        self._timers: TimerScheduler | None = None
+        #: Durable time; tests move it forward with :meth:`advance_time`.
+        self.clock = DurableClock()
 
     @property
     def base_url(self) -> str:
@@ -99,8 +103,10 @@ class EmulatorHost:
             index=index,
             invocations=self.invocations,
             leases=leases,
+            clock=self.clock,
             max_concurrent=settings.max_concurrent_orchestrations,
         )
+        timers = self._timers = TimerScheduler(self.clock, leases, orchestrations.deliver)
         completions = self._completions = CompletionSender(storage, leases, orchestrations.deliver)
         activities = self._activities = ActivityDispatcher(
             storage=storage,
@@ -108,10 +114,11 @@ class EmulatorHost:
             invocations=self.invocations,
             leases=leases,
             completions=completions,
+            clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
         )
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
-        orchestrations.connect(activities.submit, self._wake_partition_later)
+        orchestrations.connect(activities.submit, timers.schedule)
         self.client = DurableClientService(
             storage=storage,
             index=index,
@@ -142,6 +149,7 @@ class EmulatorHost:
 
         leases.start()
         completions.start()
+        timers.start()
         for partition in range(storage.partition_count):
             self._spawn(self._poll_control(partition), f"poll-control-{partition:02d}")
         self._spawn(self._poll_work(), "poll-workitems")
@@ -156,6 +164,8 @@ class EmulatorHost:
         self._background.clear()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._timers is not None:
+            await self._timers.stop()
         if self._completions is not None:
             await self._completions.stop()
         if self._activities is not None:
@@ -187,10 +197,9 @@ class EmulatorHost:
 
     # -- polling: timers and recovery -------------------------------------------------------
 
-    def _wake_partition_later(self, partition: int, delay: float) -> None:
-        # Queue visibility has whole-second resolution: look just after the message surfaces.
-        loop = asyncio.get_running_loop()
-        loop.call_later(math.ceil(delay) + 0.1, self._wake[partition].set)
+    def advance_time(self, delta: timedelta) -> None:
+        """Move durable time forward: timers due by then fire now (call on the host's loop)."""
+        self.clock.advance(delta)
 
     async def _poll_control(self, partition: int) -> None:
         assert self.storage is not None and self._orchestrations is not None
@@ -203,7 +212,9 @@ class EmulatorHost:
                 batch = []
                 interval = self.options.max_poll_interval
             for message, handle in batch:
-                self._orchestrations.deliver(message, handle)
+                # Recovered timer messages wait in memory for their fire time.
+                assert self._timers is not None
+                self._timers.route(message, handle)
             if batch:
                 interval = 0.05
                 continue

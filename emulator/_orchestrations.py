@@ -5,8 +5,9 @@ that arrive while an episode runs wait and go into the next episode together, so
 many completions costs few replays. One episode follows the real provider's checkpoint order
 (host-behaviour.md 4.5):
 
-1. send the outbound work (activities, timers) - invariant 2: the events this episode consumed
-   are still in their queue messages, so recovery rebuilds the same episode;
+1. send the outbound work (activities, timers, sub-orchestrations, results to a parent) -
+   invariant 2: the events this episode consumed are still in their queue messages, so
+   recovery rebuilds the same episode;
 2. append the history rows under the sentinel ETag - invariant 1;
 3. merge the Instances row - invariant 5: the API reads only what is stored;
 4. delete the consumed messages - invariant 3.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from emulator._episode import Episode, execute_episode
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
-from emulator._replay import EpisodeDecisions
+from emulator._replay import EpisodeDecisions, KnownFunctions
 from emulator._storage import (
     ControlMessage,
     HistoryConflictError,
@@ -40,10 +42,16 @@ from emulator._storage import (
     TaskHubStorage,
     WorkItem,
 )
+from emulator._timers import DurableClock
 
 logger = logging.getLogger("emulator.orchestrations")
 
 WorkSink = Callable[[list[ReceivedWork]], None]
+TimerSink = Callable[[ControlMessage, MessageHandle | None, datetime], None]
+ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+
+#: Events that still reach a suspended instance; the rest wait for the resume.
+_WHILE_SUSPENDED = frozenset({EventType.ExecutionResumed, EventType.ExecutionTerminated})
 
 
 @dataclass
@@ -63,6 +71,19 @@ class _Instance:
     last_episode_time: datetime | None = None
 
 
+def known_functions(index: AppIndex) -> KnownFunctions:
+    aliases = {
+        fn.python_name.lower()
+        for fn in index.functions
+        if fn.is_kind("activityTrigger") or fn.is_kind("orchestrationTrigger")
+    }
+    return KnownFunctions(
+        activities=tuple(index.names("activityTrigger")),
+        orchestrators=tuple(index.names("orchestrationTrigger")),
+        aliases=frozenset(aliases),
+    )
+
+
 class OrchestrationDispatcher:
     def __init__(
         self,
@@ -71,12 +92,15 @@ class OrchestrationDispatcher:
         index: AppIndex,
         invocations: InvocationLog,
         leases: LeaseKeeper,
+        clock: DurableClock,
         max_concurrent: int,
     ) -> None:
         self._storage = storage
         self._index = index
+        self._known = known_functions(index)
         self._invocations = invocations
         self._leases = leases
+        self._clock = clock
         self._instances: dict[str, _Instance] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
         # Orchestrator replays are CPU work in user code: keep them off the event loop.
@@ -84,12 +108,12 @@ class OrchestrationDispatcher:
             max_workers=min(max_concurrent, 4), thread_name_prefix="orchestrator"
         )
         self._work_sink: WorkSink | None = None
-        self._timer_wake: Callable[[int, float], None] | None = None
+        self._timer_sink: TimerSink | None = None
         self._status_listeners: list[Callable[[str], None]] = []
 
-    def connect(self, work_sink: WorkSink, timer_wake: Callable[[int, float], None]) -> None:
+    def connect(self, work_sink: WorkSink, timer_sink: TimerSink) -> None:
         self._work_sink = work_sink
-        self._timer_wake = timer_wake
+        self._timer_sink = timer_sink
 
     def add_status_listener(self, listener: Callable[[str], None]) -> None:
         self._status_listeners.append(listener)
@@ -102,8 +126,9 @@ class OrchestrationDispatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
-    def active_instances(self) -> int:
-        return len(self._instances)
+    def busy(self) -> bool:
+        """Some instance has events waiting or an episode running."""
+        return any(i.task is not None for i in self._instances.values())
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -115,9 +140,6 @@ class OrchestrationDispatcher:
         instance = self._instances.get(message.instance_id)
         if instance is None:
             instance = self._instances[message.instance_id] = _Instance(message.instance_id)
-        if not message.events:
-            asyncio.get_running_loop().create_task(self._acknowledge(delivery))
-            return
         instance.pending.extend((event, delivery) for event in message.events)
         if instance.task is None:
             instance.task = asyncio.get_running_loop().create_task(
@@ -188,19 +210,20 @@ class OrchestrationDispatcher:
 
         now = self._episode_time(instance)
         episode = await self._replay(instance.instance_id, stored.events, accepted, now)
-        decisions, execution_id = episode.decisions, episode.execution_id
+        decisions = episode.decisions
 
-        await self._send_outbound(instance.instance_id, execution_id, decisions)
+        for generation in episode.generations:
+            await self._send_outbound(instance.instance_id, episode, generation)
+        if decisions.is_finished:
+            await self._notify_parent(episode, now)
+        committed = 0 if episode.new_generation else len(stored.events)
         etag = await self._storage.append_history(
-            instance.instance_id, execution_id, len(stored.events), episode.rows, stored.etag
+            instance.instance_id, episode.execution_id, committed, episode.rows, stored.etag
         )
-        stored.events.extend(episode.rows)
-        stored.etag = etag
-        stored.execution_id = execution_id
-        instance.history = stored
+        events = episode.rows if episode.new_generation else [*stored.events, *episode.rows]
+        instance.history = StoredHistory(list(events), etag, episode.execution_id)
         await self._storage.merge_instance(
-            instance.instance_id,
-            self._instance_columns(episode.started, accepted, decisions, execution_id, now),
+            instance.instance_id, self._instance_columns(episode, accepted, now)
         )
         instance.pending = deferred + instance.pending
         await self._consume(consumed)
@@ -218,7 +241,7 @@ class OrchestrationDispatcher:
 
     def _episode_time(self, instance: _Instance) -> datetime:
         # current_utc_datetime must never go backwards between episodes.
-        now = h.utcnow()
+        now = self._clock.now()
         if instance.last_episode_time is not None and now <= instance.last_episode_time:
             now = instance.last_episode_time + timedelta(microseconds=1)
         instance.last_episode_time = now
@@ -240,9 +263,7 @@ class OrchestrationDispatcher:
                 new_events=new_events,
                 now=now,
                 orchestrator=orchestrator,
-                activity_exists=lambda n: index.activity(n) is not None,
-                known_activities=lambda: index.names("activityTrigger"),
-                known_orchestrators=lambda: index.names("orchestrationTrigger"),
+                known=self._known,
             )
 
         name = _orchestrator_name(history, new_events)
@@ -252,7 +273,7 @@ class OrchestrationDispatcher:
             function.name if function else name, reason="(null)", instance_id=instance_id
         ) as record:
             episode = await loop.run_in_executor(self._executor, run)
-            if episode.state.error:
+            if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error
         return episode
@@ -267,19 +288,21 @@ class OrchestrationDispatcher:
 
         Returns the history to extend (a fresh one when a new execution replaces a finished
         one), the events to apply, and the (event, delivery) pairs that must wait. Dropped
-        events are duplicates or belong to a finished execution (durability invariant 6).
+        events are duplicates or belong to another execution (durability invariant 6).
         """
         scheduled: set[int] = set()
         completed: set[int] = set()
-        has_started = finished = False
+        has_started = finished = suspended = False
         for event in stored.events:
             kind = h.event_type(event)
             if kind in h.SCHEDULING_EVENTS:
                 scheduled.add(int(event["EventId"]))
             elif kind == EventType.ExecutionStarted:
                 has_started = True
-            elif kind == EventType.ExecutionCompleted:
-                finished = True
+            elif kind in (EventType.ExecutionCompleted, EventType.ContinueAsNew):
+                finished = kind == EventType.ExecutionCompleted
+            elif kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
+                suspended = kind == EventType.ExecutionSuspended
             key = h.completion_key(event)
             if key is not None:
                 completed.add(key)
@@ -288,6 +311,7 @@ class OrchestrationDispatcher:
         deferred: list[tuple[HistoryEvent, _Delivery]] = []
         for event, delivery in batch:
             kind = h.event_type(event)
+            target = delivery.message.execution_id
             keep: bool | None  # True: apply, False: drop, None: wait
             if kind == EventType.ExecutionStarted:
                 execution_id = event["OrchestrationInstance"]["ExecutionId"]
@@ -298,7 +322,7 @@ class OrchestrationDispatcher:
                     stored = StoredHistory([], stored.etag, None)
                     scheduled.clear()
                     completed.clear()
-                    finished = False
+                    finished = suspended = False
                     keep = True
                 else:
                     keep = False
@@ -306,10 +330,15 @@ class OrchestrationDispatcher:
             elif finished:
                 keep = False
             elif not has_started:
+                keep = None  # e.g. an event raised while the instance is still Pending
+            elif suspended and kind not in _WHILE_SUSPENDED:
                 keep = None
             else:
                 key = h.completion_key(event)
-                if key is None:
+                current = stored.execution_id or _execution_in(accepted)
+                if key is not None and target is not None and current is not None and target != current:
+                    keep = False  # a result for an earlier generation (continue_as_new)
+                elif key is None:
                     keep = True
                 elif key in completed:
                     keep = False
@@ -318,6 +347,10 @@ class OrchestrationDispatcher:
                 else:
                     completed.add(key)
                     keep = True
+            if keep and kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
+                suspended = kind == EventType.ExecutionSuspended
+            if keep and kind == EventType.ExecutionTerminated:
+                finished = True
             if keep is None:
                 deferred.append((event, delivery))
             elif keep:
@@ -326,36 +359,71 @@ class OrchestrationDispatcher:
                 logger.debug("Dropping %s for instance '%s' (duplicate or stale)", kind.name, instance_id)
         return stored, accepted, deferred
 
-    async def _send_outbound(self, instance_id: str, execution_id: str, decisions: EpisodeDecisions) -> None:
+    # -- what an episode sends --------------------------------------------------------------
+
+    async def _send_outbound(self, instance_id: str, episode: Episode, decisions: EpisodeDecisions) -> None:
+        execution_id = episode.execution_id
         if decisions.activities:
             items = [
-                WorkItem(instance_id, execution_id, a.task_id, a.name, a.input) for a in decisions.activities
+                WorkItem(instance_id, execution_id, a.task_id, a.name, a.input, a.http_request)
+                for a in decisions.activities
             ]
             sent = await self._storage.send_work_items(items, lease=self._leases.lease_seconds)
             if self._work_sink is not None:
                 self._work_sink(sent)
         for timer in decisions.timers:
             fire_at = h.parse_timestamp(timer.fire_at)
-            delay = max((fire_at - h.utcnow()).total_seconds(), 0.0)
             message = ControlMessage(
                 instance_id, [h.timer_fired(timer.timer_id, timer.fire_at, fire_at)], execution_id
             )
-            await self._storage.send_control(message, delay=delay)
-            if self._timer_wake is not None:
-                self._timer_wake(self._storage.partition_of(instance_id), delay)
+            handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+            if self._timer_sink is not None:
+                self._timer_sink(message, handle, fire_at)
+        for child in decisions.sub_orchestrations:
+            parent = {
+                "Name": episode.name,
+                "OrchestrationInstance": {"InstanceId": instance_id, "ExecutionId": execution_id},
+                "TaskScheduleId": child.task_id,
+                "Version": "",
+            }
+            child_execution = h.new_execution_id()
+            started = h.execution_started(
+                instance_id=child.instance_id,
+                execution_id=child_execution,
+                name=child.name,
+                # Stored like a client start: the SDK's input text as a JSON string.
+                input_text=None if child.input is None else _json_string(child.input),
+                timestamp=self._clock.now(),
+                parent_instance=parent,
+            )
+            await self._send_control(ControlMessage(child.instance_id, [started], child_execution))
+
+    async def _notify_parent(self, episode: Episode, now: datetime) -> None:
+        parent = episode.started.get("ParentInstance")
+        if not parent:
+            return
+        decisions = episode.decisions
+        task_id = int(parent["TaskScheduleId"])
+        if decisions.status == OrchestrationStatus.Completed:
+            event = h.sub_orchestration_completed(task_id, decisions.output, now)
+        else:
+            # Failed and Terminated children both fail the parent's task, with the child's reason.
+            event = h.sub_orchestration_failed(task_id, decisions.output, None, now)
+        target = parent["OrchestrationInstance"]
+        await self._send_control(ControlMessage(target["InstanceId"], [event], target.get("ExecutionId")))
+
+    async def _send_control(self, message: ControlMessage) -> None:
+        handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+        self.deliver(message, handle)
 
     def _instance_columns(
-        self,
-        started: HistoryEvent,
-        accepted: list[HistoryEvent],
-        decisions: EpisodeDecisions,
-        execution_id: str,
-        now: datetime,
+        self, episode: Episode, accepted: list[HistoryEvent], now: datetime
     ) -> dict[str, Any]:
-        columns: dict[str, Any] = {"LastUpdatedTime": now, "ExecutionId": execution_id}
+        decisions, started = episode.decisions, episode.started
+        columns: dict[str, Any] = {"LastUpdatedTime": now, "ExecutionId": episode.execution_id}
         if decisions.custom_status is not None:
             columns["CustomStatus"] = decisions.custom_status
-        if any(h.event_type(e) == EventType.ExecutionStarted for e in accepted):
+        if episode.new_generation or any(h.event_type(e) == EventType.ExecutionStarted for e in accepted):
             columns.update(
                 {
                     "Name": started.get("Name"),
@@ -364,8 +432,13 @@ class OrchestrationDispatcher:
                     "CreatedTime": h.parse_timestamp(started["Timestamp"]),
                     "TaskHubName": self._storage.hub_name,
                     "Version": "",
+                    "Generation": int(started.get("Generation") or 0),
                 }
             )
+        if episode.suspended is not None:
+            reason = next((e.get("Reason") for e in reversed(accepted) if e.get("Reason") is not None), None)
+            status = OrchestrationStatus.Suspended if episode.suspended else OrchestrationStatus.Running
+            columns.update({"RuntimeStatus": status.name, "Output": reason})
         if decisions.is_finished:
             columns["RuntimeStatus"] = decisions.status.name
             columns["Output"] = decisions.output
@@ -378,12 +451,20 @@ class OrchestrationDispatcher:
             self._leases.release(handle)
         await asyncio.gather(*(self._storage.delete_message(handle) for handle in handles))
 
-    async def _acknowledge(self, delivery: _Delivery) -> None:
-        await self._consume([delivery])
-
 
 def _orchestrator_name(history: list[HistoryEvent], new_events: list[HistoryEvent]) -> str:
     for event in [*history, *new_events]:
         if h.event_type(event) == EventType.ExecutionStarted:
             return str(event.get("Name") or "")
     return ""
+
+
+def _execution_in(events: list[HistoryEvent]) -> str | None:
+    for event in events:
+        if h.event_type(event) == EventType.ExecutionStarted:
+            return str(event["OrchestrationInstance"]["ExecutionId"])
+    return None
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)

@@ -11,9 +11,9 @@ state the SDK returned, it says which new events to append and which work to sen
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from emulator import _history as h
@@ -33,16 +33,37 @@ SIGNAL_ENTITY = 9
 WHEN_ANY = 11
 WHEN_ALL = 12
 
-_ACTION_NAMES = {
-    CALL_ACTIVITY: "ScheduleTask",
-    CALL_ACTIVITY_WITH_RETRY: "ScheduleTask",
-    CALL_SUB_ORCHESTRATOR: "CreateSubOrchestrationInstance",
-    CALL_SUB_ORCHESTRATOR_WITH_RETRY: "CreateSubOrchestrationInstance",
-    CREATE_TIMER: "CreateTimer",
-    CALL_ENTITY: "SendEvent",
-    SIGNAL_ENTITY: "SendEvent",
-    CALL_HTTP: "ScheduleTask",
+#: The built-in activity the host runs for ``call_http``.
+HTTP_ACTIVITY = "BuiltIn::HttpActivity"
+#: The Azure Storage provider's longest durable delay (``ValidateDelayTime``).
+MAX_TIMER_DELAY = timedelta(days=6)
+#: ``SetCustomStatus`` cap, in KB of UTF-16.
+MAX_CUSTOM_STATUS_KB = 16
+
+_DECISION_NAMES = {
+    EventType.TaskScheduled: "ScheduleTask",
+    EventType.SubOrchestrationInstanceCreated: "CreateSubOrchestrationInstance",
+    EventType.TimerCreated: "CreateTimer",
+    EventType.EventSent: "SendEvent",
 }
+
+
+@dataclass(frozen=True)
+class KnownFunctions:
+    """The app's durable functions, for validating the names an orchestrator uses."""
+
+    activities: tuple[str, ...] = ()
+    orchestrators: tuple[str, ...] = ()
+    #: Extra lower-cased names that also resolve (the SDK may send a Python ``__name__``).
+    aliases: frozenset[str] = frozenset()
+
+    def has_activity(self, name: str) -> bool:
+        lowered = name.lower()
+        return lowered in {n.lower() for n in self.activities} or lowered in self.aliases
+
+    def has_orchestrator(self, name: str) -> bool:
+        lowered = name.lower()
+        return lowered in {n.lower() for n in self.orchestrators} or lowered in self.aliases
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,8 @@ class ActivityWork:
     task_id: int
     name: str
     input: str | None
+    #: For ``call_http``: the DurableHttpRequest the built-in activity sends.
+    http_request: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,16 @@ class TimerWork:
 
     timer_id: int
     fire_at: str
+
+
+@dataclass(frozen=True)
+class SubOrchestrationWork:
+    """A child instance to start; it reports back to ``task_id`` of the parent."""
+
+    task_id: int
+    name: str
+    instance_id: str
+    input: str | None
 
 
 @dataclass
@@ -72,14 +105,15 @@ class OrchestratorState:
     has_output: bool = False
     error: str | None = None
     custom_status: Any = None
+    schema_version: int = 0
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any], error: str | None = None) -> OrchestratorState:
         raw = json.loads(text) if isinstance(text, str) else text
         groups = raw.get("actions") or [[]]
-        schema = raw.get("schemaVersion", 0)
-        # V2/V3 send one flat group; V1 sends a group per yield, which flattens the same way.
-        actions = [a for group in groups for a in group] if schema == 0 else list(groups[0] if groups else [])
+        schema = int(raw.get("schemaVersion", 0) or 0)
+        # V1 sends a group per yield and V2/V3 one flat group: both flatten to the issue order.
+        actions = [a for group in groups for a in (group or [])]
         return cls(
             is_done=bool(raw.get("isDone")),
             actions=actions,
@@ -87,6 +121,7 @@ class OrchestratorState:
             has_output="output" in raw,
             error=error if error is not None else (raw.get("error") or None),
             custom_status=raw.get("customStatus"),
+            schema_version=schema,
         )
 
 
@@ -97,14 +132,18 @@ class EpisodeDecisions:
     new_events: list[HistoryEvent] = field(default_factory=list)
     activities: list[ActivityWork] = field(default_factory=list)
     timers: list[TimerWork] = field(default_factory=list)
+    sub_orchestrations: list[SubOrchestrationWork] = field(default_factory=list)
     status: OrchestrationStatus = OrchestrationStatus.Running
-    #: JSON text of the output when Completed, the failure reason when Failed.
+    #: JSON text of the output when Completed, the failure reason when Failed, the new input
+    #: when ContinuedAsNew.
     output: str | None = None
     custom_status: str | None = None
+    #: EventRaised events this generation did not consume, carried over by continue_as_new.
+    carried_events: list[HistoryEvent] = field(default_factory=list)
 
     @property
     def is_finished(self) -> bool:
-        return self.status != OrchestrationStatus.Running
+        return self.status not in (OrchestrationStatus.Running, OrchestrationStatus.ContinuedAsNew)
 
 
 def unknown_function_message(name: str, kind: str, known: Sequence[str]) -> str:
@@ -118,8 +157,62 @@ def unknown_function_message(name: str, kind: str, known: Sequence[str]) -> str:
     return message + f"No {kind} functions are currently registered!"
 
 
+def delay_limit_message() -> str:
+    days = int(MAX_TIMER_DELAY.total_seconds() // 86400)
+    return f"The Azure Storage provider supports a maximum of {days} days for time-based delays"
+
+
+def custom_status_error(custom_status_json: str) -> str | None:
+    """``MessagePayloadDataConverter``'s size check for custom status, or None when it fits."""
+    size_kb = int(len(custom_status_json.encode("utf-16-le")) / 1024.0)
+    if size_kb > MAX_CUSTOM_STATUS_KB:
+        return (
+            f"The UTF-16 size of the JSON-serialized payload must not exceed {MAX_CUSTOM_STATUS_KB} KB. "
+            f"The current payload size is {size_kb:,} KB."
+        )
+    return None
+
+
 class NonDeterminismError(Exception):
     """The replayed actions disagree with the decisions already in history."""
+
+
+@dataclass
+class _Retry:
+    """The five retry options (``RetryOptionsConverter``); Python sends the first two."""
+
+    first_interval: timedelta
+    max_attempts: int
+    backoff: float = 1.0
+    max_interval: timedelta = timedelta(days=6)
+    timeout: timedelta | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> _Retry:
+        def millis(key: str) -> timedelta | None:
+            value = raw.get(key)
+            return None if value is None else timedelta(milliseconds=float(value))
+
+        first = millis("firstRetryIntervalInMilliseconds")
+        if first is None or first <= timedelta(0):
+            raise ValueError("Invalid interval. Interval must be greater than zero.")
+        options = cls(first, int(raw.get("maxNumberOfAttempts", 1)))
+        if raw.get("backoffCoefficient") is not None:
+            options.backoff = float(raw["backoffCoefficient"])
+            if options.backoff <= 0:
+                raise ValueError("The backoff coefficient must be greater than 0.")
+        options.max_interval = millis("maxRetryIntervalInMilliseconds") or options.max_interval
+        options.timeout = millis("retryTimeoutInMilliseconds")
+        if first > MAX_TIMER_DELAY or options.max_interval > MAX_TIMER_DELAY:
+            raise ValueError(delay_limit_message())
+        return options
+
+    def next_delay(self, failures: int, first_attempt: datetime, now: datetime) -> timedelta:
+        """``RetryInterceptor.ComputeNextDelay``: zero means stop retrying."""
+        if self.timeout is not None and now >= first_attempt + self.timeout:
+            return timedelta(0)
+        delay = self.first_interval * (self.backoff ** (failures - 1))
+        return min(delay, self.max_interval)
 
 
 class _Walk:
@@ -129,37 +222,39 @@ class _Walk:
         self,
         history: Sequence[HistoryEvent],
         now: datetime,
-        activity_exists: Callable[[str], bool],
-        known_activities: Callable[[], list[str]],
+        known: KnownFunctions,
+        execution_id: str,
+        schema_version: int,
     ) -> None:
         self.now = now
-        self.activity_exists = activity_exists
-        self.known_activities = known_activities
+        self.known = known
+        self.execution_id = execution_id
+        self.schema_version = schema_version
         self.next_id = 0
         self.scheduled: dict[int, HistoryEvent] = {}
         self.completed: dict[int, HistoryEvent] = {}
-        self.raised: dict[str, int] = {}
+        self.raised: dict[str, list[HistoryEvent]] = {}
         for event in history:
             kind = h.event_type(event)
             if kind in h.SCHEDULING_EVENTS:
                 self.scheduled[int(event["EventId"])] = event
             elif kind == EventType.EventRaised:
-                name = str(event.get("Name") or "").lower()
-                self.raised[name] = self.raised.get(name, 0) + 1
+                self.raised.setdefault(str(event.get("Name") or "").lower(), []).append(event)
             else:
                 key = h.completion_key(event)
                 if key is not None:
                     self.completed.setdefault(key, event)
         self.decisions = EpisodeDecisions()
-        #: Ids of issued activities/timers that have not completed: they keep the instance open.
+        #: Issued activities, sub-orchestrations and timers not yet done: they keep the instance open.
         self.open_ids: set[int] = set()
+        self.continue_as_new: dict[str, Any] | None = None
 
     def _take_id(self) -> int:
         task_id = self.next_id
         self.next_id += 1
         return task_id
 
-    def _check_history(self, task_id: int, expected: EventType, name: str | None, action_type: int) -> bool:
+    def _in_history(self, task_id: int, expected: EventType, name: str | None) -> bool:
         """True when history already holds this decision; raise if it holds a different one."""
         past = self.scheduled.get(task_id)
         if past is None:
@@ -169,69 +264,146 @@ class _Walk:
         if past_type != expected:
             raise NonDeterminismError(
                 f"A previous execution of this orchestration scheduled a {past_type.name} event with "
-                f"sequence ID {task_id} and name '{past_name}', but the current orchestration replay "
-                f"instead produced a {_ACTION_NAMES.get(action_type, str(action_type))} action with this "
-                "sequence number. Was a change made to the orchestrator code after this instance had "
-                "already started running?"
+                f"sequence ID {task_id} and name '{past_name}' (version ''), but the current orchestration "
+                f"replay instead produced a {_DECISION_NAMES[expected]} action with this sequence number. "
+                "Was a change made to the orchestrator code after this instance had already started running?"
             )
         if name is not None and past_name.lower() != name.lower():
+            what = "an activity task" if expected == EventType.TaskScheduled else "a sub-orchestration"
             raise NonDeterminismError(
-                f"A previous execution of this orchestration scheduled an activity task with sequence "
-                f"ID {task_id} named '{past_name}' (version ''), but the current orchestration replay "
-                f"instead scheduled an activity task named '{name}' with this sequence number. Was a "
-                "change made to the orchestrator code after this instance had already started running?"
+                f"A previous execution of this orchestration scheduled {what} with sequence ID {task_id} "
+                f"named '{past_name}' (version ''), but the current orchestration replay instead scheduled "
+                f"{what} named '{name}' with this sequence number. Was a change made to the orchestrator "
+                "code after this instance had already started running?"
             )
         return True
 
     def issue(self, action: dict[str, Any]) -> bool:
-        """Issue one action (recursing into compounds); return True when it has completed."""
+        """Issue one action (recursing into compounds); return True when it has finished."""
         kind = int(action["actionType"])
         if kind == WHEN_ALL:
-            results = [self.issue(child) for child in action.get("compoundActions") or []]
-            return all(results)
+            return all([self.issue(child) for child in action.get("compoundActions") or []])
         if kind == WHEN_ANY:
-            results = [self.issue(child) for child in action.get("compoundActions") or []]
-            return any(results)
+            return any([self.issue(child) for child in action.get("compoundActions") or []])
         if kind == CALL_ACTIVITY:
-            return self._activity(action)
+            return self._attempt_activity(action) is not None
+        if kind == CALL_SUB_ORCHESTRATOR:
+            return self._attempt_sub_orchestration(action) is not None
+        if kind in (CALL_ACTIVITY_WITH_RETRY, CALL_SUB_ORCHESTRATOR_WITH_RETRY):
+            return self._with_retry(action)
         if kind == CREATE_TIMER:
             return self._timer(action)
+        if kind == CALL_HTTP:
+            return self._attempt_activity(action, http=True) is not None
         if kind == WAIT_FOR_EXTERNAL_EVENT:
             # Not a DurableTask task: takes no id and never keeps the instance open.
-            name = str(action.get("externalEventName") or "").lower()
-            if self.raised.get(name, 0) > 0:
-                self.raised[name] -= 1
+            waiting = self.raised.get(str(action.get("externalEventName") or "").lower())
+            if waiting:
+                waiting.pop(0)
                 return True
             return False
+        if kind == CONTINUE_AS_NEW:
+            self.continue_as_new = action
+            return True
         raise NotImplementedError(
             f"The orchestrator used an action the emulator does not support yet (actionType {kind})."
         )
 
-    def _activity(self, action: dict[str, Any]) -> bool:
-        name = str(action.get("functionName") or "")
-        if not self.activity_exists(name):
-            raise ValueError(unknown_function_message(name, "activity", self.known_activities()))
+    # -- leaves -----------------------------------------------------------------------------
+
+    def _outcome(self, task_id: int) -> HistoryEvent | None:
+        done = self.completed.get(task_id)
+        if done is None:
+            self.open_ids.add(task_id)
+        return done
+
+    def _attempt_activity(self, action: dict[str, Any], http: bool = False) -> HistoryEvent | None:
+        """Schedule (or find in history) one activity attempt; its completion event if done."""
+        name = HTTP_ACTIVITY if http else str(action.get("functionName") or "")
+        if not http and not self.known.has_activity(name):
+            raise ValueError(unknown_function_message(name, "activity", self.known.activities))
         task_id = self._take_id()
-        if not self._check_history(task_id, EventType.TaskScheduled, name, CALL_ACTIVITY):
+        if not self._in_history(task_id, EventType.TaskScheduled, name):
             self.decisions.new_events.append(h.task_scheduled(task_id, name, self.now))
-            self.decisions.activities.append(ActivityWork(task_id, name, action.get("input")))
-        if task_id in self.completed:
-            return True
-        self.open_ids.add(task_id)
-        return False
+            request = action.get("httpRequest") if http else None
+            self.decisions.activities.append(ActivityWork(task_id, name, action.get("input"), request))
+        return self._outcome(task_id)
+
+    def _attempt_sub_orchestration(self, action: dict[str, Any]) -> HistoryEvent | None:
+        name = str(action.get("functionName") or "")
+        if not self.known.has_orchestrator(name):
+            raise ValueError(unknown_function_message(name, "orchestrator", self.known.orchestrators))
+        task_id = self._take_id()
+        if not self._in_history(task_id, EventType.SubOrchestrationInstanceCreated, name):
+            # DTFx's default child id: the parent's execution id and the sequence number.
+            child_id = action.get("instanceId") or f"{self.execution_id}:{task_id}"
+            if child_id.startswith("@"):
+                raise ValueError("Orchestration instance ids must not start with @.")
+            self.decisions.new_events.append(h.sub_orchestration_created(task_id, name, child_id, self.now))
+            self.decisions.sub_orchestrations.append(
+                SubOrchestrationWork(task_id, name, child_id, action.get("input"))
+            )
+        return self._outcome(task_id)
+
+    def _timer_at(self, fire_at: datetime, cancelled: bool = False) -> bool:
+        task_id = self._take_id()
+        text = h.format_timestamp(fire_at)
+        if not self._in_history(task_id, EventType.TimerCreated, None):
+            self.decisions.new_events.append(h.timer_created(task_id, text, self.now))
+            if not cancelled:
+                self.decisions.timers.append(TimerWork(task_id, text))
+        # A cancelled timer is done for the shim (its TimerFired, if any, is just logged).
+        return cancelled or self._outcome(task_id) is not None
 
     def _timer(self, action: dict[str, Any]) -> bool:
-        fire_at = h.format_timestamp(h.parse_timestamp(str(action["fireAt"])))
-        task_id = self._take_id()
-        cancelled = bool(action.get("isCanceled"))
-        if not self._check_history(task_id, EventType.TimerCreated, None, CREATE_TIMER):
-            self.decisions.new_events.append(h.timer_created(task_id, fire_at, self.now))
-            if not cancelled:
-                self.decisions.timers.append(TimerWork(task_id, fire_at))
-        if cancelled or task_id in self.completed:
-            return True
-        self.open_ids.add(task_id)
-        return False
+        fire_at = h.parse_timestamp(str(action["fireAt"]))
+        if (
+            self.schema_version < 2
+            and self.next_id not in self.scheduled
+            and fire_at - self.now > MAX_TIMER_DELAY
+        ):
+            # Before schema V3 the SDK does not split long timers and the host rejects them.
+            raise ValueError(delay_limit_message())
+        return self._timer_at(fire_at, bool(action.get("isCanceled")))
+
+    def _with_retry(self, action: dict[str, Any]) -> bool:
+        """``RetryInterceptor``: attempts with durable timers between them, all from history."""
+        options = _Retry.parse(action.get("retryOptions") or {})
+        is_activity = int(action["actionType"]) == CALL_ACTIVITY_WITH_RETRY
+        first_attempt: datetime | None = None
+        failures = 0
+        while True:
+            task_id = self.next_id
+            scheduled_at = self.scheduled.get(task_id)
+            if first_attempt is None:
+                first_attempt = h.parse_timestamp(scheduled_at["Timestamp"]) if scheduled_at else self.now
+            outcome = (
+                self._attempt_activity(action) if is_activity else self._attempt_sub_orchestration(action)
+            )
+            if outcome is None:
+                return False
+            if h.event_type(outcome) in (
+                EventType.TaskCompleted,
+                EventType.SubOrchestrationInstanceCompleted,
+            ):
+                return True
+            failures += 1
+            failed_at = self._decision_time(outcome)
+            if failures >= options.max_attempts:
+                # DTFx's "dummy timer for back-compat": the SDK waits for it before raising.
+                return self._timer_at(failed_at)
+            delay = options.next_delay(failures, first_attempt, failed_at)
+            if delay <= timedelta(0):
+                return True
+            if not self._timer_at(failed_at + delay):
+                return False
+
+    def _decision_time(self, completion: HistoryEvent) -> datetime:
+        """Orchestration time when a failure was handled: the retry timer counts from there."""
+        timer = self.scheduled.get(self.next_id)
+        if timer is not None and h.event_type(timer) == EventType.TimerCreated:
+            return h.parse_timestamp(timer["Timestamp"])
+        return self.now
 
     def check_nothing_missing(self) -> None:
         """History must not hold decisions the replay no longer makes."""
@@ -246,6 +418,10 @@ class _Walk:
                     "instance had already started running?"
                 )
 
+    def unconsumed_events(self, new_events: Iterable[HistoryEvent]) -> list[HistoryEvent]:
+        fresh = {id(e) for e in new_events}
+        return [e for events in self.raised.values() for e in events if id(e) in fresh]
+
 
 def decide(
     *,
@@ -253,14 +429,18 @@ def decide(
     orchestrator_name: str,
     state: OrchestratorState,
     now: datetime,
-    activity_exists: Callable[[str], bool],
-    known_activities: Callable[[], list[str]],
+    known: KnownFunctions,
+    execution_id: str = "",
+    new_events: Sequence[HistoryEvent] = (),
 ) -> EpisodeDecisions:
     """Turn the SDK's state into this episode's decisions, as the real shim and DTFx would."""
-    walk = _Walk(history, now, activity_exists, known_activities)
+    walk = _Walk(history, now, known, execution_id, state.schema_version)
     failure: str | None = None
     reached_end = True
+    custom_status = None if state.custom_status is None else h.to_json_text(state.custom_status)
     try:
+        if custom_status is not None and (too_big := custom_status_error(custom_status)):
+            raise ValueError(too_big)
         for action in state.actions:
             if not walk.issue(action):
                 # The shim awaits each top-level action: nothing after it is issued yet.
@@ -278,8 +458,7 @@ def decide(
         walk.decisions = EpisodeDecisions()
 
     decisions = walk.decisions
-    if state.custom_status is not None:
-        decisions.custom_status = h.to_json_text(state.custom_status)
+    decisions.custom_status = custom_status if custom_status and failure is None else None
     if failure is None:
         failure = state.error
     # DTFx completes only once the shim has finished and no activity or timer is still open.
@@ -288,10 +467,17 @@ def decide(
     if failure is not None:
         decisions.status = OrchestrationStatus.Failed
         decisions.output = f"Orchestrator function '{orchestrator_name}' failed: {failure}"
+        completion = h.execution_completed(walk.next_id, decisions.status, decisions.output, now)
+    elif state.is_done and walk.continue_as_new is not None:
+        decisions.status = OrchestrationStatus.ContinuedAsNew
+        decisions.output = walk.continue_as_new.get("input")
+        decisions.carried_events = walk.unconsumed_events(new_events)
+        completion = h.continued_as_new(walk.next_id, decisions.output, now)
     elif state.is_done:
         decisions.status = OrchestrationStatus.Completed
         decisions.output = h.to_json_text(state.output)
+        completion = h.execution_completed(walk.next_id, decisions.status, decisions.output, now)
     else:
         return decisions
-    decisions.new_events.append(h.execution_completed(walk.next_id, decisions.status, decisions.output, now))
+    decisions.new_events.append(completion)
     return decisions

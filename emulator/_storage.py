@@ -150,15 +150,20 @@ class WorkItem:
     task_id: int
     name: str
     input: str | None
+    #: The DurableHttpRequest of a ``call_http`` (the built-in HTTP activity).
+    http_request: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "instanceId": self.instance_id,
             "executionId": self.execution_id,
             "taskId": self.task_id,
             "name": self.name,
             "input": self.input,
         }
+        if self.http_request is not None:
+            raw["httpRequest"] = self.http_request
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> WorkItem:
@@ -168,6 +173,7 @@ class WorkItem:
             int(raw["taskId"]),
             str(raw["name"]),
             raw["input"],
+            raw.get("httpRequest"),
         )
 
 

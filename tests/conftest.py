@@ -62,3 +62,13 @@ def errors_host(storage_connection: str) -> Iterator[BackgroundHost]:
         yield host
     finally:
         host.stop()
+
+
+@pytest.fixture(scope="session")
+def features_host(storage_connection: str) -> Iterator[BackgroundHost]:
+    """A test app that uses every orchestration feature of the SDK."""
+    host = start_host(TEST_APPS / "orchestration_features", storage_connection)
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -52,3 +52,52 @@ def wait_for_status(status_url: str, timeout: float = 60.0) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(f"instance still {reply.json()['runtimeStatus']} after {timeout} s")
         time.sleep(0.05)
+
+
+def start_orchestration(
+    base_url: str, name: str, body: Any = None, instance_id: str | None = None
+) -> dict[str, Any]:
+    """Start through a test app's ``start/{name}/{instance_id?}`` HTTP starter."""
+    url = f"{base_url}/api/start/{name}" + (f"/{instance_id}" if instance_id else "")
+    reply = request("POST", url, body)
+    assert reply.status == 202, reply.body
+    payload: dict[str, Any] = reply.json()
+    return payload
+
+
+def get_status(payload: dict[str, Any], **flags: bool) -> Reply:
+    query = "".join(f"&{k}={'true' if v else 'false'}" for k, v in flags.items())
+    return request("GET", payload["statusQueryGetUri"] + query)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, Any]]:
+    """The instance's History table rows in order (sentinel left out), as a tool would read them."""
+    from azure.data.tables import TableServiceClient
+
+    with TableServiceClient.from_connection_string(connection) as service:
+        table = service.get_table_client(f"{hub}History")
+        rows = [dict(e) for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": instance_id})]
+    sentinel = next((r for r in rows if r["RowKey"] == "sentinel"), None)
+    events = sorted((r for r in rows if r["RowKey"] != "sentinel"), key=lambda r: r["RowKey"])
+    if sentinel is not None:
+        # Rows past the committed count or of an older execution are not history.
+        events = [r for r in events if r.get("ExecutionId") == sentinel.get("ExecutionId")]
+        events = events[: int(sentinel.get("HistoryEventCount", len(events)))]
+    return events
+
+
+def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:
+    """(EventType, EventId, Name) of every scheduling event, in order."""
+    kinds = {"TaskScheduled", "TimerCreated", "SubOrchestrationInstanceCreated", "EventSent"}
+    return [(r["EventType"], r["EventId"], r.get("Name")) for r in rows if r["EventType"] in kinds]

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Coroutine
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -66,6 +67,11 @@ class BackgroundHost:
         """Run a coroutine on the host's loop (e.g. to call storage directly) and return its result."""
         assert self._loop is not None, "the host is not started"
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def advance_time(self, delta: timedelta) -> None:
+        """Move the host's durable time forward; timers due by then fire at once."""
+        assert self._loop is not None, "the host is not started"
+        self._loop.call_soon_threadsafe(self.host.advance_time, delta)
 
     def start(self) -> BackgroundHost:
         self._loop = _WorkerLoop.acquire()

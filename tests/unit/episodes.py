@@ -14,6 +14,7 @@ from typing import Any
 from emulator import _history as h
 from emulator._episode import Episode, execute_episode
 from emulator._history import HistoryEvent
+from emulator._replay import KnownFunctions
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -28,11 +29,17 @@ class EpisodeDriver:
         instance_id: str = "inst-1",
     ) -> None:
         self.orchestrators = {k.lower(): v for k, v in orchestrators.items()}
+        self.orchestrator_names = list(orchestrators)
+        self._executions = 1
         self.activities = activities
         self.instance_id = instance_id
         self.history: list[HistoryEvent] = []
         self.clock = T0
         self.episodes: list[Episode] = []
+
+    def _next_execution_id(self) -> str:
+        self._executions += 1
+        return f"exec-{self._executions}"
 
     def _tick(self) -> datetime:
         self.clock += timedelta(seconds=1)
@@ -45,11 +52,16 @@ class EpisodeDriver:
             new_events=list(events),
             now=self._tick(),
             orchestrator=lambda name: self.orchestrators.get(name.lower()),
-            activity_exists=lambda name: name.lower() in {a.lower() for a in self.activities},
-            known_activities=lambda: sorted(self.activities),
-            known_orchestrators=lambda: sorted(self.orchestrators),
+            known=KnownFunctions(
+                activities=tuple(sorted(self.activities)),
+                orchestrators=tuple(sorted(self.orchestrator_names)),
+            ),
+            new_execution_id=self._next_execution_id,
         )
-        self.history.extend(episode.rows)
+        if episode.new_generation:
+            self.history = list(episode.rows)
+        else:
+            self.history.extend(episode.rows)
         self.episodes.append(episode)
         return episode
 
@@ -70,6 +82,18 @@ class EpisodeDriver:
 
     def failed(self, task_id: int, reason: str) -> HistoryEvent:
         return h.task_failed(task_id, reason, json.dumps({"Message": reason}), self.clock)
+
+    def raised(self, name: str, value: Any) -> HistoryEvent:
+        return h.event_raised(name, json.dumps(value), self.clock)
+
+    def sub_completed(self, task_id: int, value: Any) -> HistoryEvent:
+        return h.sub_orchestration_completed(task_id, json.dumps(value), self.clock)
+
+    def sub_failed(self, task_id: int, reason: str) -> HistoryEvent:
+        return h.sub_orchestration_failed(task_id, reason, None, self.clock)
+
+    def advance(self, delta: timedelta) -> None:
+        self.clock += delta
 
     def fired(self, timer_id: int) -> HistoryEvent:
         created = next(

@@ -15,7 +15,7 @@ import pytest
 
 from emulator._app_index import load_app
 from emulator._history import EventType, OrchestrationStatus
-from emulator._replay import OrchestratorState, decide
+from emulator._replay import KnownFunctions, OrchestratorState, decide
 from tests.unit.episodes import T0, EpisodeDriver
 
 ACTIVITIES = [
@@ -204,7 +204,7 @@ def test_instance_stays_running_while_an_uncancelled_timer_is_open() -> None:
         (T0 + timedelta(seconds=1, minutes=5)).strftime("%Y-%m-%dT%H:%M")
     )
     won = driver.run(driver.completed(0, None))
-    assert won.state.is_done
+    assert won.state is not None and won.state.is_done
     assert won.decisions.status == OrchestrationStatus.Running  # the timer still holds it open
     done = driver.run(driver.fired(1))
     assert done.decisions.status == OrchestrationStatus.Completed
@@ -239,8 +239,7 @@ def test_decide_waits_for_unfinished_work_before_completing() -> None:
         orchestrator_name="X",
         state=state,
         now=T0,
-        activity_exists=lambda _: True,
-        known_activities=lambda: [],
+        known=KnownFunctions(activities=("Alpha",)),
     )
     assert decisions.status == OrchestrationStatus.Running
     assert [a.task_id for a in decisions.activities] == [0]
