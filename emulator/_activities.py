@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from emulator import _history as h
 from emulator._app_index import AppIndex
+from emulator._crash import crash_point
 from emulator._history import HistoryEvent
 from emulator._http_activity import run_http_activity
 from emulator._invocations import InvocationLog
@@ -142,6 +143,7 @@ class ActivityDispatcher:
             logger.exception("Could not record activity results; the work item will be retried")
             self._leases.release(work.handle)
             return
+        crash_point("activity-after-result")
         self._leases.release(work.handle)
         await self._storage.delete_message(work.handle)
 
@@ -158,10 +160,13 @@ class ActivityDispatcher:
                 with self._invocations.invoke(
                     function.name, reason="(null)", instance_id=item.instance_id
                 ) as record:
-                    outcome = await run_activity(function, item.input, self._executor)
+                    outcome = await run_activity(
+                        function, item.input, self._executor, instance_id=item.instance_id
+                    )
                     if outcome.failed:
                         record.succeeded = False
                         record.error = outcome.failure_reason
+        crash_point("activity-after-run")
         now = self._clock.now()
         if outcome.failed:
             event = h.task_failed(item.task_id, outcome.failure_reason or "", outcome.failure_details, now)

@@ -2,17 +2,24 @@
 
 v2 programming model: import ``function_app.py`` (or the file named by the PYTHON_SCRIPT_FILE_NAME app
 setting) from the script root, find the single top-level ``FunctionRegister`` and call its
-``get_functions()``. Each function becomes a :class:`FunctionInfo` carrying the function.json-shaped
-binding dicts that the rest of the emulator works from, so the v1 model (``*/function.json`` folders)
-can later produce the same objects.
+``get_functions()``.
+
+v1 programming model (no ``function_app.py``, one folder per function with a ``function.json``): read
+each ``function.json``, import its ``scriptFile`` as ``__app__.<folder>`` like the worker's loader and
+take the ``entryPoint`` (default ``main``) callable.
+
+Either way each function becomes a :class:`FunctionInfo` carrying function.json-shaped binding dicts,
+which is all the rest of the emulator works from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import re
 import sys
@@ -23,9 +30,16 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from ._settings import AppLoadError
+from ._settings import AppLoadError, _read_json_file
+from ._trigger_kinds import not_emulated_reason
+
+logger = logging.getLogger("emulator.host")
 
 DEFAULT_SCRIPT_FILE = "function_app.py"
+FUNCTION_JSON = "function.json"
+#: The v1 worker's defaults and the namespace package it imports function folders under.
+DEFAULT_ENTRY_POINT = "main"
+V1_PACKAGE = "__app__"
 
 HTTP_TRIGGER = "httpTrigger"
 ORCHESTRATION_TRIGGER = "orchestrationTrigger"
@@ -67,6 +81,8 @@ class FunctionInfo:
 class AppIndex:
     script_root: Path
     functions: tuple[FunctionInfo, ...]
+    #: "v2" (decorators in function_app.py) or "v1" (function.json folders).
+    model: str = "v2"
     _by_kind: dict[str, list[FunctionInfo]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,15 +134,12 @@ def load_app(script_root: Path) -> AppIndex:
     script_name = os.environ.get("PYTHON_SCRIPT_FILE_NAME") or DEFAULT_SCRIPT_FILE
     script = root / script_name
     if not script.is_file():
-        if any(root.glob("*/function.json")):
-            raise AppLoadError(
-                f"{root} is a v1 programming model app (function.json folders), which the emulator does not "
-                f"support yet. Only v2 apps (decorators in {DEFAULT_SCRIPT_FILE}) can be run for now."
-            )
+        if any(root.glob(f"*/{FUNCTION_JSON}")):
+            return AppIndex(script_root=root, functions=_index_v1_app(root), model="v1")
         raise AppLoadError(
-            f"No {script_name} in {root}. The emulator runs Python Functions apps of the v2 programming "
-            f"model: run it from the app folder (the one with host.json and {DEFAULT_SCRIPT_FILE}) or pass "
-            f"that folder's path."
+            f"No {script_name} in {root}, and no function folders with a {FUNCTION_JSON}. Run the emulator "
+            f"from the app folder (the one with host.json and {DEFAULT_SCRIPT_FILE}, or the function "
+            f"folders of a v1 programming model app) or pass that folder's path."
         )
     module = _import_script(root, script)
     functions = _index_module(root, script, module)
@@ -248,22 +261,26 @@ def _index_module(root: Path, script: Path, module: ModuleType) -> tuple[Functio
         )
 
     infos = tuple(_function_info(fn) for fn in sdk_functions)
+    _check_names(infos, f"Rename it with @{attr}.function_name(...).")
+    return infos
+
+
+def _check_names(infos: tuple[FunctionInfo, ...], how_to_rename: str) -> None:
     seen: dict[str, str] = {}
     for info in infos:
         if not _FUNCTION_NAME_RE.fullmatch(info.name):
             raise AppLoadError(
                 f"'{info.name}' is not a valid function name: the Functions host requires names that start "
                 f"with a letter and contain only letters, digits, '_' and '-' (at most 128 characters). "
-                f"Rename it with @{attr}.function_name(...)."
+                f"{how_to_rename}"
             )
         key = info.name.casefold()
         if key in seen:
             raise AppLoadError(
                 f"Functions '{seen[key]}' and '{info.name}' have the same name (the Functions host compares "
-                f"function names case-insensitively). Rename one with @{attr}.function_name(...)."
+                f"function names case-insensitively). {how_to_rename.replace(' it ', ' one ')}"
             )
         seen[key] = info.name
-    return infos
 
 
 def _function_info(sdk_function: Any) -> FunctionInfo:
@@ -293,6 +310,163 @@ def _function_info(sdk_function: Any) -> FunctionInfo:
     )
 
 
+# -- the v1 programming model ---------------------------------------------------------------------
+
+
+def _index_v1_app(root: Path) -> tuple[FunctionInfo, ...]:
+    _put_first_on_sys_path(root)
+    _install_v1_package(root)
+    infos: list[FunctionInfo] = []
+    for metadata_path in sorted(root.glob(f"*/{FUNCTION_JSON}"), key=lambda p: p.parent.name.casefold()):
+        info = _v1_function(root, metadata_path.parent)
+        if info is not None:
+            infos.append(info)
+    if not infos:
+        raise AppLoadError(f"Every function of the v1 app in {root} is disabled: there is nothing to run.")
+    result = tuple(infos)
+    _check_names(result, "Rename its folder.")
+    return result
+
+
+def _install_v1_package(root: Path) -> None:
+    """Register ``__app__`` as a namespace package over the script root, as the worker's loader does."""
+    path = [str(root)]
+    existing = sys.modules.get(V1_PACKAGE)
+    if existing is not None and list(getattr(existing, "__path__", [])) == path:
+        return
+    # Another v1 app was loaded in this process (tests): forget its modules so names resolve here.
+    for name in [n for n in sys.modules if n == V1_PACKAGE or n.startswith(V1_PACKAGE + ".")]:
+        del sys.modules[name]
+    spec = importlib.machinery.ModuleSpec(V1_PACKAGE, None, is_package=True)
+    spec.submodule_search_locations = path
+    package = importlib.util.module_from_spec(spec)
+    package.__path__ = path
+    sys.modules[V1_PACKAGE] = package
+    importlib.invalidate_caches()
+
+
+def _is_disabled(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+def _v1_function(root: Path, folder: Path) -> FunctionInfo | None:
+    name = folder.name
+    where = f"{folder.name}/{FUNCTION_JSON}"
+    metadata = _read_json_file(folder / FUNCTION_JSON)
+    if not isinstance(metadata, dict):
+        raise AppLoadError(f"{where} must contain a JSON object.")
+    if _is_disabled(metadata.get("disabled")):
+        logger.info("Function '%s' is disabled (\"disabled\": true in %s)", name, where)
+        return None
+    raw_bindings = metadata.get("bindings")
+    if not isinstance(raw_bindings, list) or not all(isinstance(b, dict) for b in raw_bindings):
+        raise AppLoadError(f'{where} must have a "bindings" array of binding objects.')
+    bindings = tuple(MappingProxyType(dict(b)) for b in raw_bindings)
+    triggers = [b for b in bindings if str(b.get("type", "")).lower().endswith("trigger")]
+    if not triggers:
+        raise AppLoadError(
+            f"Function '{name}': No trigger binding specified. A function must have a trigger input binding "
+            f"({where})."
+        )
+    if len(triggers) > 1:
+        raise AppLoadError(
+            f"Function '{name}': Multiple trigger bindings defined. A function can only have a single "
+            f"trigger binding ({where})."
+        )
+    trigger = triggers[0]
+    script = _v1_script_file(folder, metadata.get("scriptFile"), where)
+    entry_point = str(metadata.get("entryPoint") or DEFAULT_ENTRY_POINT)
+    module = _import_v1_module(root, name, script)
+    user_function = getattr(module, entry_point, None)
+    if user_function is None or not callable(user_function):
+        raise AppLoadError(
+            f"cannot load function {name}: function {entry_point}() is not present in "
+            f"{script.relative_to(root).as_posix()}"
+        )
+    _check_v1_parameters(name, user_function, bindings)
+    trigger_type = str(trigger["type"])
+    alias_key = _DURABLE_ALIAS_KEYS.get(trigger_type.lower())
+    alias = trigger.get(alias_key) if alias_key else None
+    return FunctionInfo(
+        name=name,
+        trigger_type=trigger_type,
+        trigger=trigger,
+        bindings=bindings,
+        user_function=user_function,
+        is_async=inspect.iscoroutinefunction(user_function),
+        durable_name=alias if isinstance(alias, str) and alias else name,
+        # v1 functions are only ever called by their function name.
+        python_name=name,
+    )
+
+
+def _v1_script_file(folder: Path, script_file: Any, where: str) -> Path:
+    """The host's primary script: ``scriptFile`` if given, else the folder's one script, run.py or
+    __init__.py."""
+    if script_file is not None:
+        path = (folder / str(script_file)).resolve()
+        if not path.is_file():
+            raise AppLoadError(
+                f"Invalid script file name configuration. The 'scriptFile' property is set to a file that "
+                f"does not exist ({where}: {script_file})."
+            )
+        return path
+    files = [p for p in folder.iterdir() if p.is_file() and p.name != FUNCTION_JSON]
+    if len(files) == 1:
+        return files[0].resolve()
+    primary = [p for p in files if p.stem.lower() in ("run", "index", "__init__") and p.suffix == ".py"]
+    if len(primary) == 1:
+        return primary[0].resolve()
+    raise AppLoadError(
+        f"Unable to determine the primary function script for '{folder.name}'. Add an __init__.py, or name "
+        f"the script file in the 'scriptFile' property of {where}."
+    )
+
+
+def _import_v1_module(root: Path, name: str, script: Path) -> ModuleType:
+    try:
+        relative = script.relative_to(root)
+    except ValueError:
+        raise AppLoadError(
+            f"cannot load function {name}: script path {script} is not inside the app folder {root}"
+        ) from None
+    if relative.suffix != ".py":
+        raise AppLoadError(f"cannot load function {name}: invalid Python filename {relative.as_posix()}")
+    parts = [V1_PACKAGE, *relative.parts[:-1]]
+    # The worker imports a function folder's __init__.py as the package itself, not a submodule.
+    if relative.stem.lower() != "__init__":
+        parts.append(relative.stem)
+    module_name = ".".join(parts)
+    try:
+        return importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:
+        raise AppLoadError(_import_error_message(root, script, exc)) from exc
+
+
+def _check_v1_parameters(
+    name: str, user_function: Callable[..., Any], bindings: tuple[Mapping[str, Any], ...]
+) -> None:
+    """The worker's check that function.json and the Python signature name the same parameters."""
+    try:
+        parameters = set(inspect.signature(user_function).parameters)
+    except (TypeError, ValueError):
+        return
+    bound = {str(b.get("name")) for b in bindings if b.get("name") != "$return"}
+    # ``context`` is the invocation context unless a binding claims the name.
+    if "context" not in bound:
+        parameters.discard("context")
+    if parameters - bound:
+        raise AppLoadError(
+            f"cannot load the {name} function: the following parameters are declared in Python but not in "
+            f"{FUNCTION_JSON}: {sorted(parameters - bound)!r}"
+        )
+    if bound - parameters:
+        raise AppLoadError(
+            f"cannot load the {name} function: the following parameters are declared in {FUNCTION_JSON} but "
+            f"not in Python: {sorted(bound - parameters)!r}"
+        )
+
+
 def _http_listing_entry(fn: FunctionInfo, url_base: str) -> str:
     route = fn.trigger.get("route")
     route = route if isinstance(route, str) else fn.name
@@ -310,7 +484,11 @@ def format_function_listing(index: AppIndex, base_url: str, route_prefix: str) -
     http = [fn for fn in by_name if fn.is_kind(HTTP_TRIGGER)]
     others = [fn for fn in by_name if not fn.is_kind(HTTP_TRIGGER)]
     entries = [_http_listing_entry(fn, url_base) for fn in http]
-    entries += [f"\t{fn.name}: {fn.trigger_type}" for fn in others]
+    # Core Tools lists these by trigger type; the ones the emulator never fires are marked.
+    entries += [
+        f"\t{fn.name}: {fn.trigger_type}" + (" (not emulated)" if not_emulated_reason(fn.trigger) else "")
+        for fn in others
+    ]
     if not entries:
         return ""
     return "Functions:\n\n" + "\n\n".join(entries)

@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from emulator import _durable_cli
 from emulator._app_index import format_function_listing
 from emulator._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
 from emulator._host import EmulatorHost, HostOptions
@@ -52,6 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--script-root", type=Path, default=Path.cwd(), help="the app folder (default: .)")
     start.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default: 7071)")
     start.add_argument("--verbose", action="store_true", help="log storage and history detail")
+    start.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="how long queue messages stay leased to this host without renewal; a killed host's work "
+        "reappears after this (default: host.json's controlQueueVisibilityTimeout, else 300)",
+    )
+    start.add_argument(
+        "--enforce-auth",
+        action="store_true",
+        help="require function keys for HTTP functions that are not anonymous (func start does not); "
+        "keys: EMULATOR_HOST_KEY, EMULATOR_MASTER_KEY, EMULATOR_FUNCTION_KEY__<name>",
+    )
+    _durable_cli.add_parser(commands)
+    # -- replay: offline replay of saved histories (emulator/_replay_cli.py) --
+    from emulator import _replay_cli
+
+    _replay_cli.add_parser(commands)
+    # -- end replay --
     return parser
 
 
@@ -79,7 +99,12 @@ async def _serve(options: HostOptions, host: EmulatorHost) -> None:
 
 def start(args: argparse.Namespace) -> int:
     script_root = args.script_root.resolve()
-    options = HostOptions(script_root=script_root, port=args.port)
+    options = HostOptions(
+        script_root=script_root,
+        port=args.port,
+        lease_seconds=args.lease_seconds,
+        enforce_auth=args.enforce_auth,
+    )
     host = EmulatorHost(options)
     storage: StorageConnection | None = None
     try:
@@ -106,6 +131,12 @@ def start(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "durable":
+        # Command output goes to stdout (JSON with --json): keep log lines on stderr, warnings only.
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s", force=True)
+        return _durable_cli.run(args)
+    if args.command == "replay":  # -- replay: runs no host and touches no storage --
+        return int(args.run_replay(args))
     configure_logging(getattr(args, "verbose", False))
     if args.command == "start":
         return start(args)

@@ -1,31 +1,45 @@
-"""The host side of the durable client: start instances, read their status, bind clients.
+"""The host side of the durable client: every instance management operation, in one place.
 
-Both the HTTP management API and the SDK's ``DurableOrchestrationClient`` (through
-``rpcBaseUrl``) end up here, so each operation has one implementation with the real host's
-validation and messages (host-behaviour.md section 3, sdk-protocol.md section 11).
+The HTTP management API, the SDK's ``DurableOrchestrationClient`` (through ``rpcBaseUrl``) and
+the ``durable`` command line all end up here, so each operation has one implementation with the
+real host's validation, state rules and messages (host-behaviour.md section 3, sdk-protocol.md
+section 11). State changes travel the way the real client sends them: one history event in a
+control-queue message for the instance, which the orchestration engine applies in an episode.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from emulator import _history as h
 from emulator._app_index import AppIndex
-from emulator._history import OrchestrationStatus
+from emulator._entity_client import EntityClient
+from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._leases import LeaseKeeper
 from emulator._replay import unknown_function_message
-from emulator._storage import ControlMessage, InstanceRecord, MessageHandle, TaskHubStorage
+from emulator._storage import (
+    ControlMessage,
+    InstanceCondition,
+    InstanceRecord,
+    MessageHandle,
+    TaskHubStorage,
+)
 
 MAX_INSTANCE_ID_LENGTH = 256
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 RPC_PATH = "/durabletask/"
+DEFAULT_PAGE_SIZE = 100
 
-#: Statuses that a new start with the same instance id may not overwrite (NonRunningStates).
+#: Statuses that a new start with the same instance id may not overwrite (NonRunningStates),
+#: and the ones events can still be delivered to (``IsOrchestrationRunning``).
 RUNNING_STATES = frozenset(
     {
         OrchestrationStatus.Running,
@@ -34,18 +48,67 @@ RUNNING_STATES = frozenset(
         OrchestrationStatus.ContinuedAsNew,
     }
 )
+#: ``IsCompletedStatus``: operations on these answer 410 Gone.
+TERMINAL_STATES = frozenset(
+    {
+        OrchestrationStatus.Completed,
+        OrchestrationStatus.Failed,
+        OrchestrationStatus.Terminated,
+        OrchestrationStatus.Canceled,
+    }
+)
+#: What purge-by-filter deletes at most: the provider drops every other status from the filter.
+PURGEABLE_STATES = (
+    OrchestrationStatus.Completed,
+    OrchestrationStatus.Terminated,
+    OrchestrationStatus.Canceled,
+    OrchestrationStatus.Failed,
+)
+
+INVALID_OPERATION = "System.InvalidOperationException"
 
 ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
 
 
 class ClientError(Exception):
-    """An operation rejected the way the real host rejects it."""
+    """An operation rejected the way the real host rejects it.
 
-    def __init__(self, status: int, message: str, exception_type: str = "System.ArgumentException") -> None:
+    ``summary`` is the HttpError "Message" when the handler names one (e.g. "Invalid JSON
+    content"); otherwise the HTTP layer uses the generic text for the status code.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        exception_type: str = "System.ArgumentException",
+        *,
+        summary: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.exception_type = exception_type
+        self.summary = summary
+
+
+class InstanceNotFoundError(ClientError):
+    """No such instance: the HTTP API answers a bare 404."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(404, f"No instance with ID '{instance_id}' was found.")
+        self.instance_id = instance_id
+
+
+class InstanceGoneError(ClientError):
+    """The instance has finished: the HTTP API answers a bare 410."""
+
+    def __init__(self, instance_id: str, status: OrchestrationStatus) -> None:
+        super().__init__(
+            410, f"Instance '{instance_id}' has already finished (runtime status {status.name})."
+        )
+        self.instance_id = instance_id
+        self.runtime_status = status
 
 
 def _invalid_character(ch: str) -> bool:
@@ -73,13 +136,71 @@ def format_status_time(moment: Any) -> str:
 
 
 def parse_json_or_text(text: str | None) -> Any:
-    """Stored JSON text back to a value; text that is not JSON (a failure reason) stays a string."""
+    """Stored JSON text back to a value (``ParseToJToken``): text that is not JSON, such as a
+    failure or terminate reason, stays a (trimmed) string."""
     if text is None:
         return None
+    text = text.strip()
     try:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def compact_json(value: Any) -> str:
+    """JSON as ``JToken.ToString(Formatting.None)`` writes it: no spaces, non-ASCII kept."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _client_event(kind: EventType, **fields: Any) -> HistoryEvent:
+    """A message event as the client sends it: EventId -1, timestamped when it is sent."""
+    return {
+        "EventType": int(kind),
+        "EventId": -1,
+        "IsPlayed": False,
+        "Timestamp": h.format_timestamp(h.utcnow()),
+        **fields,
+    }
+
+
+def encode_continuation_token(token: dict[str, str] | None) -> str:
+    """The provider's opaque token: base64 of the table token's JSON, and of ``null`` at the end."""
+    if token is None:
+        text = "null"
+    else:
+        text = json.dumps(
+            {
+                "NextPartitionKey": token.get("PartitionKey"),
+                "NextRowKey": token.get("RowKey"),
+                "NextTableName": None,
+                "TargetLocation": 0,
+            },
+            separators=(",", ":"),
+        )
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def decode_continuation_token(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    try:
+        raw = json.loads(base64.b64decode(text.strip(), validate=True).decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError):
+        raise ClientError(
+            500,
+            "The input is not a valid Base-64 string as it contains a non-base 64 character, more than two "
+            "padding characters, or an illegal character among the padding characters.",
+            "System.FormatException",
+        ) from None
+    except ValueError as exc:
+        raise ClientError(
+            500, f"Invalid continuation token: {exc}", "Newtonsoft.Json.JsonReaderException"
+        ) from exc
+    if raw is None:
+        return None  # the "end" token starts over, as it does on the real provider
+    if not isinstance(raw, dict):
+        raise ClientError(500, "Invalid continuation token.", "Newtonsoft.Json.JsonSerializationException")
+    return {"PartitionKey": raw.get("NextPartitionKey") or "", "RowKey": raw.get("NextRowKey") or ""}
 
 
 @dataclass(frozen=True)
@@ -90,13 +211,34 @@ class ClientUrls:
     rpc_base: str  # e.g. http://127.0.0.1:7071/durabletask/
 
 
+@dataclass(frozen=True)
+class InstancePage:
+    """One page of a list query: status objects and the token for the next page."""
+
+    statuses: list[dict[str, Any]]
+    continuation_token: str
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    instances_deleted: int
+    rows_deleted: int
+
+
 class DurableClientService:
+    """Instance management over one task hub.
+
+    ``index`` (for orchestrator name checks) and ``leases`` (to keep sent messages for the local
+    dispatcher) are None when no host runs, e.g. for the command line: names are then taken as
+    given and messages are left visible for whichever host polls the queues next.
+    """
+
     def __init__(
         self,
         *,
         storage: TaskHubStorage,
-        index: AppIndex,
-        leases: LeaseKeeper,
+        index: AppIndex | None,
+        leases: LeaseKeeper | None,
         deliver: ControlSink,
         urls: ClientUrls,
         connection_name: str,
@@ -108,16 +250,18 @@ class DurableClientService:
         self.urls = urls
         self.hub_name = storage.hub_name
         self.connection_name = connection_name
+        self.entities = EntityClient(storage, leases, deliver)
 
-    # -- operations -------------------------------------------------------------------------
+    # -- starting -----------------------------------------------------------------------------
 
     async def start_new(self, name: str, instance_id: str | None, input_text: str | None) -> str:
         """Schedule a new instance; return its id (``StartNewAsync``)."""
-        function = self._index.orchestrator(name)
-        if function is None:
-            raise ClientError(
-                400, unknown_function_message(name, "orchestrator", self._index.names("orchestrationTrigger"))
-            )
+        if self._index is not None:
+            function = self._index.orchestrator(name)
+            if function is None:
+                known = self._index.names("orchestrationTrigger")
+                raise ClientError(400, unknown_function_message(name, "orchestrator", known))
+            name = function.durable_name
         instance_id = instance_id or uuid.uuid4().hex
         validate_instance_id(instance_id)
         existing = await self._storage.read_instance(instance_id)
@@ -132,7 +276,7 @@ class DurableClientService:
         started = h.execution_started(
             instance_id=instance_id,
             execution_id=execution_id,
-            name=function.durable_name,
+            name=name,
             input_text=input_text,
             timestamp=now,
             generation=0 if existing is None else existing.generation + 1,
@@ -140,10 +284,10 @@ class DurableClientService:
         message = ControlMessage(instance_id, [started], execution_id)
         # Message first, then the Pending row, as the real client does: a crash in between leaves
         # a message that still starts the instance, never a Pending row that nothing will run.
-        handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+        handle = await self._storage.send_control(message, lease=self._lease_seconds)
         record = InstanceRecord(
             instance_id=instance_id,
-            name=function.durable_name,
+            name=name,
             runtime_status=OrchestrationStatus.Pending,
             execution_id=execution_id,
             created_time=now,
@@ -154,6 +298,31 @@ class DurableClientService:
         await self._storage.write_pending_instance(record, None if existing is None else existing.etag)
         self._deliver(message, handle)
         return instance_id
+
+    async def restart(self, instance_id: str, with_new_instance_id: bool = True) -> str:
+        """Start the instance's orchestrator again with its input (``RestartAsync``); return the id."""
+        record = await self._storage.read_instance(instance_id)
+        restart_failed = "InstanceId does not match a valid orchestration instance."
+        if record is None:
+            # (sic) "orchestrastion": the extension's spelling.
+            raise ClientError(
+                400,
+                f"An orchestrastion with the instanceId {instance_id} was not found.",
+                summary=restart_failed,
+            )
+        # The input goes through a JSON token and back, as the extension passes status.Input on.
+        value = parse_json_or_text(record.input)
+        input_text = None if value is None else compact_json(value)
+        try:
+            return await self.start_new(
+                record.name, None if with_new_instance_id else instance_id, input_text
+            )
+        except ClientError as exc:
+            if exc.status == 400:
+                raise ClientError(400, exc.message, exc.exception_type, summary=restart_failed) from None
+            raise
+
+    # -- reading ------------------------------------------------------------------------------
 
     async def get_status(
         self,
@@ -166,16 +335,7 @@ class DurableClientService:
         record = await self._storage.read_instance(instance_id)
         if record is None:
             return None
-        status: dict[str, Any] = {
-            "name": record.name,
-            "instanceId": record.instance_id,
-            "runtimeStatus": record.runtime_status.name,
-            "input": parse_json_or_text(record.input) if show_input else None,
-            "customStatus": parse_json_or_text(record.custom_status),
-            "output": parse_json_or_text(record.output),
-            "createdTime": format_status_time(record.created_time),
-            "lastUpdatedTime": format_status_time(record.last_updated_time),
-        }
+        status = status_payload(record, show_input=show_input)
         if show_history:
             status["historyEvents"] = await self._history_events(record, show_input, show_history_output)
         return status
@@ -187,6 +347,152 @@ class DurableClientService:
             return []
         stored = await self._storage.read_history(record.instance_id)
         return history_for_status(stored.events, show_input=show_input, show_output=show_output)
+
+    async def require_instance(self, instance_id: str) -> InstanceRecord:
+        record = await self._storage.read_instance(instance_id)
+        if record is None:
+            raise InstanceNotFoundError(instance_id)
+        return record
+
+    async def list_instances(
+        self,
+        condition: InstanceCondition,
+        *,
+        show_input: bool = True,
+        top: int = DEFAULT_PAGE_SIZE,
+        continuation_token: str | None = None,
+    ) -> InstancePage:
+        """One page of instances (``ListInstancesAsync``); statuses carry no history."""
+        records, token = await self._storage.query_instances_page(
+            condition,
+            top=top,
+            continuation=decode_continuation_token(continuation_token),
+            fetch_input=show_input,
+        )
+        return InstancePage(
+            [status_payload(r, show_input=show_input) for r in records], encode_continuation_token(token)
+        )
+
+    async def get_history(self, instance_id: str) -> list[dict[str, Any]]:
+        """The stored events of the current execution with their enum names, oldest first."""
+        await self.require_instance(instance_id)
+        stored = await self._storage.read_history(instance_id)
+        events = []
+        for event in stored.events:
+            item = dict(event)
+            item["EventType"] = h.event_type(event).name
+            if "OrchestrationStatus" in item:
+                item["OrchestrationStatus"] = OrchestrationStatus(item["OrchestrationStatus"]).name
+            events.append(item)
+        return events
+
+    # -- changing running instances -------------------------------------------------------------
+
+    async def raise_event(self, instance_id: str, event_name: str, input_text: str | None) -> None:
+        """Send an external event (``RaiseEventAsync``); ``input_text`` is the event's JSON."""
+        if not event_name:
+            raise ClientError(
+                400, "Value cannot be null. (Parameter 'eventName')", "System.ArgumentNullException"
+            )
+        record = await self.require_instance(instance_id)
+        if record.runtime_status not in RUNNING_STATES:
+            raise InstanceGoneError(instance_id, record.runtime_status)
+        await self._send_event(instance_id, h.event_raised(event_name, input_text, h.utcnow()))
+
+    async def terminate(self, instance_id: str, reason: str | None) -> None:
+        record = await self.require_instance(instance_id)
+        if record.runtime_status in TERMINAL_STATES:
+            raise InstanceGoneError(instance_id, record.runtime_status)
+        await self._send_event(instance_id, _client_event(EventType.ExecutionTerminated, Input=reason))
+
+    async def suspend(self, instance_id: str, reason: str | None) -> None:
+        record = await self.require_instance(instance_id)
+        if record.runtime_status in TERMINAL_STATES:
+            raise InstanceGoneError(instance_id, record.runtime_status)
+        if record.runtime_status == OrchestrationStatus.Suspended:
+            raise ClientError(
+                500,
+                f"Cannot suspend the orchestration instance {instance_id} because instance is in the "
+                f"{record.runtime_status.name} state.",
+                INVALID_OPERATION,
+            )
+        await self._send_event(instance_id, _client_event(EventType.ExecutionSuspended, Reason=reason))
+
+    async def resume(self, instance_id: str, reason: str | None) -> None:
+        record = await self.require_instance(instance_id)
+        if record.runtime_status in TERMINAL_STATES:
+            raise InstanceGoneError(instance_id, record.runtime_status)
+        if record.runtime_status != OrchestrationStatus.Suspended:
+            raise ClientError(
+                500,
+                f"Cannot resume the orchestration instance {instance_id} because instance is in the "
+                f"{record.runtime_status.name} state.",
+                INVALID_OPERATION,
+            )
+        await self._send_event(instance_id, _client_event(EventType.ExecutionResumed, Reason=reason))
+
+    async def rewind(self, instance_id: str, reason: str | None) -> list[str]:
+        """Clear a failed instance's failures and run it again (``RewindAsync``).
+
+        Returns the instances that were sent a GenericEvent to replay: the instance itself, or
+        its deepest failed sub-orchestrations.
+        """
+        record = await self.require_instance(instance_id)
+        if record.runtime_status in TERMINAL_STATES - {OrchestrationStatus.Failed}:
+            raise InstanceGoneError(instance_id, record.runtime_status)
+        if record.runtime_status != OrchestrationStatus.Failed:
+            raise ClientError(
+                500,
+                "The rewind operation is only supported on failed orchestration instances.",
+                INVALID_OPERATION,
+            )
+        leaves = await self._storage.rewind_history(instance_id)
+        for leaf in leaves:
+            await self._send_event(leaf, _client_event(EventType.GenericEvent, Data=reason))
+        return leaves
+
+    async def _send_event(self, instance_id: str, event: HistoryEvent) -> None:
+        # No ExecutionId: the event reaches whichever execution is current, as the real client
+        # clears it to get past ContinueAsNew.
+        message = ControlMessage(instance_id, [event])
+        handle = await self._storage.send_control(message, lease=self._lease_seconds)
+        self._deliver(message, handle)
+
+    @property
+    def _lease_seconds(self) -> float | None:
+        return None if self._leases is None else self._leases.lease_seconds
+
+    # -- purging --------------------------------------------------------------------------------
+
+    async def purge_instance(self, instance_id: str) -> PurgeResult:
+        """Delete one instance's state, history and blobs (``PurgeInstanceHistoryAsync(id)``)."""
+        await self.require_instance(instance_id)
+        instances, rows = await self._storage.purge_instance_data(instance_id)
+        return PurgeResult(instances, rows)
+
+    async def purge_instances(
+        self,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        statuses: list[OrchestrationStatus] | None,
+    ) -> PurgeResult:
+        """Purge every instance created in the range whose status matches.
+
+        Only terminal statuses are kept from ``statuses``; when none is left the provider
+        applies no status filter at all, which purges running instances too. That is the real
+        behaviour, reproduced on purpose so it shows up locally rather than in production.
+        """
+        kept = None if statuses is None else tuple(s.name for s in statuses if s in PURGEABLE_STATES)
+        condition = InstanceCondition(created_from=created_from, created_to=created_to, statuses=kept)
+        instances = rows = 0
+        for record in await self._storage.query_all_instances(condition):
+            purged, purged_rows = await self._storage.purge_instance_data(record.instance_id)
+            instances += purged
+            rows += purged_rows
+        return PurgeResult(instances, rows)
+
+    async def delete_task_hub(self) -> None:
+        await self._storage.delete_task_hub()
 
     # -- URLs and bindings ------------------------------------------------------------------
 
@@ -237,12 +543,39 @@ class DurableClientService:
         }
 
 
+def status_payload(record: InstanceRecord, *, show_input: bool) -> dict[str, Any]:
+    """``StatusResponsePayload`` of an Instances row (without ``historyEvents``)."""
+    return {
+        "name": record.name,
+        "instanceId": record.instance_id,
+        "runtimeStatus": record.runtime_status.name,
+        "input": parse_json_or_text(record.input) if show_input else None,
+        "customStatus": parse_json_or_text(record.custom_status),
+        "output": parse_json_or_text(record.output),
+        "createdTime": format_status_time(record.created_time),
+        "lastUpdatedTime": format_status_time(record.last_updated_time),
+    }
+
+
+_FOLDED_COMPLETIONS = frozenset(
+    {
+        h.EventType.TaskCompleted,
+        h.EventType.TaskFailed,
+        h.EventType.SubOrchestrationInstanceCompleted,
+        h.EventType.SubOrchestrationInstanceFailed,
+    }
+)
+_RESULT_EVENTS = frozenset(
+    {h.EventType.TaskCompleted, h.EventType.SubOrchestrationInstanceCompleted, h.EventType.ExecutionCompleted}
+)
+
+
 def history_for_status(
     events: list[dict[str, Any]], *, show_input: bool, show_output: bool
 ) -> list[dict[str, Any]]:
     """The ``historyEvents`` shape of the status API (``GetDurableOrchestrationStatusAsync``)."""
     scheduled: dict[int, dict[str, Any]] = {}
-    completed_ids = {h.completion_key(e) for e in events} - {None}
+    completed_ids = {h.completion_key(e) for e in events if h.event_type(e) in _FOLDED_COMPLETIONS}
     out: list[dict[str, Any]] = []
     for event in events:
         kind = h.event_type(event)
@@ -251,6 +584,7 @@ def history_for_status(
         item = {k: v for k, v in event.items() if k not in ("EventId", "IsPlayed")}
         item["EventType"] = kind.name
         if kind in (h.EventType.TaskScheduled, h.EventType.SubOrchestrationInstanceCreated):
+            # A scheduled task with a completion is folded into that completion.
             scheduled[int(event["EventId"])] = event
             if int(event["EventId"]) in completed_ids:
                 continue
@@ -259,24 +593,23 @@ def history_for_status(
             item["FunctionName"] = item.pop("Name", None)
             for hidden in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
                 item.pop(hidden, None)
-            if not show_input:
-                item.pop("Input", None)
         elif kind == h.EventType.ExecutionCompleted:
             item["OrchestrationStatus"] = OrchestrationStatus(event["OrchestrationStatus"]).name
-        task_id = h.completion_key(event)
-        if task_id is not None and kind != h.EventType.TimerFired and task_id in scheduled:
-            source = scheduled[task_id]
-            item["FunctionName"] = source.get("Name")
-            item["ScheduledTime"] = source.get("Timestamp")
-            item.pop("TaskScheduledId", None)
-            if show_input:
-                item["Input"] = source.get("Input")
-        if kind == h.EventType.TimerFired:
+        elif kind == h.EventType.TimerFired:
             item.pop("TimerId", None)
-        if "Result" in item:
+        if kind in _FOLDED_COMPLETIONS:
+            source = scheduled.get(int(event["TaskScheduledId"]))
+            if source is not None:
+                item["FunctionName"] = source.get("Name")
+                item["ScheduledTime"] = source.get("Timestamp")
+                item["Input"] = source.get("Input")
+            item.pop("TaskScheduledId", None)
+        if kind in _RESULT_EVENTS:
             if show_output:
-                item["Result"] = parse_json_or_text(item["Result"])
+                item["Result"] = parse_json_or_text(item.get("Result"))
             else:
-                item.pop("Result")
+                item.pop("Result", None)
+        if not show_input:
+            item.pop("Input", None)
         out.append(item)
     return out

@@ -22,7 +22,7 @@ from emulator._replay import (
     decide,
     unknown_function_message,
 )
-from emulator._worker import orchestration_payload, run_orchestrator
+from emulator._worker import OrchestratorSession, orchestration_payload, run_orchestrator
 
 #: Generations one episode may run back to back before it is stopped (continue_as_new loops).
 MAX_GENERATIONS_PER_EPISODE = 1000
@@ -46,6 +46,8 @@ class Episode:
     new_generation: bool = False
     #: True when the instance became Suspended in this episode, False when it was resumed.
     suspended: bool | None = None
+    #: The live orchestration to continue in the next episode, when it can be kept.
+    session: OrchestratorSession | None = None
 
 
 def stored_form(event: HistoryEvent) -> HistoryEvent:
@@ -73,8 +75,14 @@ def execute_episode(
     orchestrator: OrchestratorLookup,
     known: KnownFunctions,
     new_execution_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    session: OrchestratorSession | None = None,
+    keep_session: bool = False,
 ) -> Episode:
-    """Replay the orchestrator over ``history`` + [OrchestratorStarted, *new_events] and decide."""
+    """Replay the orchestrator over ``history`` + [OrchestratorStarted, *new_events] and decide.
+
+    With ``session`` (from the previous episode's result) only the new events are fed to the
+    live orchestration; ``keep_session`` asks for a session to keep for the next episode.
+    """
     started = _started_event([*history, *new_events])
     if started is None:
         raise ValueError(f"Instance '{instance_id}' has no ExecutionStarted event")
@@ -115,8 +123,8 @@ def execute_episode(
         assert started is not None
         episode_events = [h.orchestrator_started(now), *current_new]
         replay_history = [*current_history, *episode_events]
-        state, decisions = _replay_once(
-            instance_id, started, replay_history, current_new, now, orchestrator, known
+        state, decisions, session = _replay_once(
+            instance_id, started, replay_history, current_new, now, orchestrator, known, session, keep_session
         )
         generations.append(decisions)
         if decisions.status != OrchestrationStatus.ContinuedAsNew:
@@ -144,8 +152,11 @@ def execute_episode(
         )
         current_history, current_new = [], [next_started, *decisions.carried_events]
         new_generation = True
+        session = None
 
     rows = [*(stored_form(e) for e in episode_events), *decisions.new_events, h.orchestrator_completed(now)]
+    if decisions.status != OrchestrationStatus.Running or (state is not None and state.error):
+        session = None
     return Episode(
         rows,
         decisions,
@@ -155,6 +166,7 @@ def execute_episode(
         started,
         generations,
         new_generation=new_generation,
+        session=session,
     )
 
 
@@ -170,7 +182,9 @@ def _replay_once(
     now: datetime,
     orchestrator: OrchestratorLookup,
     known: KnownFunctions,
-) -> tuple[OrchestratorState, EpisodeDecisions]:
+    session: OrchestratorSession | None,
+    keep_session: bool,
+) -> tuple[OrchestratorState, EpisodeDecisions, OrchestratorSession | None]:
     name = str(started.get("Name") or "")
     parent = started.get("ParentInstance") or None
     parent_id = parent["OrchestrationInstance"]["InstanceId"] if parent else None
@@ -178,11 +192,20 @@ def _replay_once(
     if handle is None:
         message = unknown_function_message(name, "orchestrator", known.orchestrators)
         state = OrchestratorState(is_done=False, actions=[], error=message)
+        session = None
+    elif session is not None and not session.finished:
+        # The episode's events are the tail of replay_history: OrchestratorStarted onwards.
+        state = session.resume(replay_history[-(len(new_events) + 1) :])
     else:
         payload = orchestration_payload(
             instance_id=instance_id, history=replay_history, parent_instance_id=parent_id
         )
-        state = run_orchestrator(handle, payload)
+        if keep_session and OrchestratorSession.supports(handle):
+            session = OrchestratorSession(handle)
+            state = session.start(payload)
+        else:
+            session = None
+            state = run_orchestrator(handle, payload)
     decisions = decide(
         history=replay_history,
         orchestrator_name=name,
@@ -191,5 +214,6 @@ def _replay_once(
         known=known,
         execution_id=_execution_of(started),
         new_events=new_events,
+        instance_id=instance_id,
     )
-    return state, decisions
+    return state, decisions, session

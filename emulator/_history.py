@@ -242,6 +242,13 @@ def execution_completed(
     )
 
 
+def event_sent(event_id: int, instance_id: str, input_text: str, timestamp: datetime) -> HistoryEvent:
+    # Entity operations go out as EventSent named "op"; Input is the RequestMessage JSON.
+    return _event(
+        EventType.EventSent, timestamp, event_id, InstanceId=instance_id, Name="op", Input=input_text
+    )
+
+
 def continued_as_new(event_id: int, new_input: str | None, timestamp: datetime) -> HistoryEvent:
     return _event(
         EventType.ContinueAsNew,

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,17 +21,23 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator._accounts import StorageAccounts
 from emulator._activities import ActivityDispatcher, CompletionSender
 from emulator._app_index import AppIndex, FunctionInfo, load_app
+from emulator._auth import FunctionKeys
+from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
+from emulator._entities import EntityDispatcher
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
+from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
-from emulator._storage import TaskHubStorage
+from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage
 from emulator._timers import DurableClock, TimerScheduler
+from emulator._triggers import TriggerListeners, queues_options
 
 logger = logging.getLogger("emulator.host")
 
@@ -42,10 +50,13 @@ class HostOptions:
     bind: str = "127.0.0.1"
     #: Overrides the app's storage connection setting (tests pass their Azurite here).
     connection_string: str | None = None
-    #: How long a message stays leased to this host without renewal (the real default: 5 min).
-    lease_seconds: float = 300.0
+    #: How long a message stays leased to this host without renewal; None: host.json's
+    #: controlQueueVisibilityTimeout, else the real default of 5 minutes.
+    lease_seconds: float | None = None
     #: Longest pause between polls of an idle queue; new work is handed over without polling.
     max_poll_interval: float = 1.0
+    #: Enforce function keys on HTTP triggers (``func start`` does not; opt in to test them).
+    enforce_auth: bool = False
 
 
 class EmulatorHost:
@@ -67,12 +78,24 @@ class EmulatorHost:
         self._activities: ActivityDispatcher | None = None
         self._completions: CompletionSender | None = None
         self._timers: TimerScheduler | None = None
+        self._partitions: PartitionManager | None = None
+        self._entities: EntityDispatcher | None = None
         #: Durable time; tests move it forward with :meth:`advance_time`.
         self.clock = DurableClock()
+        #: Input and output bindings of every function; storage is attached in :meth:`start`.
+        self.bindings = Bindings(extension_input=self._resolve_input)
+        #: Timer, queue and blob trigger listeners (None until started).
+        self.triggers: TriggerListeners | None = None
+        self._accounts: StorageAccounts | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://localhost:{self.options.port}"
+
+    @property
+    def recorded_outputs(self) -> list[RecordedOutput]:
+        """What functions wrote to output bindings of services the emulator does not provide."""
+        return list(self.bindings.recorded_outputs)
 
     def load(self) -> AppIndex:
         """Read settings and index the app (raises AppLoadError with a readable message)."""
@@ -97,7 +120,7 @@ class EmulatorHost:
         )
         await storage.create_task_hub()
 
-        leases = self._leases = LeaseKeeper(storage, self.options.lease_seconds)
+        leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
             storage=storage,
             index=index,
@@ -105,9 +128,15 @@ class EmulatorHost:
             leases=leases,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_orchestrations,
+            # Orchestrations stay in memory between episodes unless host.json turns this off.
+            extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
         )
-        timers = self._timers = TimerScheduler(self.clock, leases, orchestrations.deliver)
-        completions = self._completions = CompletionSender(storage, leases, orchestrations.deliver)
+        entities = self._entities = EntityDispatcher(
+            storage=storage, index=index, invocations=self.invocations, leases=leases, clock=self.clock
+        )
+        entities.connect(self._route_control)
+        timers = self._timers = TimerScheduler(self.clock, leases, self._deliver_owned)
+        completions = self._completions = CompletionSender(storage, leases, self._route_control)
         activities = self._activities = ActivityDispatcher(
             storage=storage,
             index=index,
@@ -118,12 +147,21 @@ class EmulatorHost:
             max_concurrent=settings.max_concurrent_activities,
         )
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
-        orchestrations.connect(activities.submit, timers.schedule)
+        orchestrations.connect(activities.submit, timers.schedule, self._route_control)
+        self._partitions = PartitionManager(
+            storage.partitions_table(),
+            storage.control_queue_names,
+            f"{socket.gethostname()}-{os.getpid()}-{self.options.port}",
+            # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
+            lease_seconds=min(30.0, leases.lease_seconds),
+            on_acquired=lambda partition: self._wake[partition].set(),
+            on_lost=self._partition_lost,
+        )
         self.client = DurableClientService(
             storage=storage,
             index=index,
             leases=leases,
-            deliver=orchestrations.deliver,
+            deliver=self._route_control,
             urls=ClientUrls(
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
@@ -132,12 +170,30 @@ class EmulatorHost:
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         DurableHttpApi(self.client).add_routes(app)
+        # -- dashboard (emulator/_dashboard.py): before the HTTP trigger catch-all below ----------
+        from emulator._dashboard import add_dashboard_routes
+
+        add_dashboard_routes(app)
+        # -- end of dashboard --------------------------------------------------------------------
+        app.router.add_get("/admin/host/status", self._host_status)
+        app.router.add_get("/admin/host/ping", self._host_ping)
+        # v1 functions get their own folder as function_directory; the router finds it from the code.
         router = HttpTriggerRouter(
-            index.http_functions, settings.route_prefix, self.invocations, script_root=index.script_root
+            index.http_functions,
+            settings.route_prefix,
+            self.invocations,
+            script_root=index.script_root if index.model == "v2" else None,
+            bindings=self.bindings,
         )
         prefix = f"/{settings.route_prefix}" if settings.route_prefix else ""
+        keys = self._function_keys(settings)
 
         async def http_trigger(request: web.Request) -> web.StreamResponse:
+            if keys is not None:
+                rest = router.path_after_prefix(request.raw_path)
+                found = None if rest is None else router.match(request.method, rest)
+                if found is not None and not keys.allows(found[0], request):
+                    return web.Response(status=401)
             return await router.handle(request, self._resolve_input)
 
         if prefix:
@@ -150,14 +206,45 @@ class EmulatorHost:
         leases.start()
         completions.start()
         timers.start()
+        await self._partitions.start()
         for partition in range(storage.partition_count):
             self._spawn(self._poll_control(partition), f"poll-control-{partition:02d}")
         self._spawn(self._poll_work(), "poll-workitems")
+
+        # -- timer, queue and blob triggers; storage for input and output bindings ------------------
+        self._accounts = StorageAccounts(settings.storage_connection_name, connection_string)
+        queues = queues_options(settings.host_json)
+        self.bindings.attach_storage(self._accounts, queue_encoding=queues.message_encoding)
+        activate(index.functions, self.bindings)
+        self.triggers = TriggerListeners(
+            index=index,
+            host_json=settings.host_json,
+            accounts=self._accounts,
+            bindings=self.bindings,
+            invocations=self.invocations,
+            extension_input=self._resolve_input,
+            blob_scan_interval=timedelta(seconds=self.options.max_poll_interval),
+        )
+        await self.triggers.start()
+        # -- end of triggers ---------------------------------------------------------------------
+
         logger.info(
             "Host started: task hub '%s' with %d partitions", storage.hub_name, storage.partition_count
         )
 
     async def stop(self) -> None:
+        # -- timer, queue and blob triggers (first: in-flight invocations may still use the host) ---
+        if self.triggers is not None:
+            await self.triggers.stop()
+            self.triggers = None
+        if self.index is not None:
+            deactivate(self.index.functions)
+        if self._accounts is not None:
+            await self._accounts.close()
+            self._accounts = None
+        # -- end of triggers ---------------------------------------------------------------------
+        if self._partitions is not None:
+            await self._partitions.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -172,19 +259,57 @@ class EmulatorHost:
             await self._activities.close()
         if self._orchestrations is not None:
             await self._orchestrations.close()
+        if self._entities is not None:
+            await self._entities.close()
         if self._leases is not None:
             await self._leases.stop()
             await self._leases.release_all()
         if self.storage is not None:
             await self.storage.close()
 
+    def _leases_seconds(self) -> float:
+        assert self._leases is not None
+        return self._leases.lease_seconds
+
+    def _lease_seconds(self, settings: AppSettings) -> float:
+        if self.options.lease_seconds is not None:
+            return self.options.lease_seconds
+        provider = settings.host_json.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
+        text = provider.get("controlQueueVisibilityTimeout") if isinstance(provider, dict) else None
+        return parse_timespan(str(text)) if text else 300.0
+
     def _spawn(self, coro: Any, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))
 
+    # -- admin routes (as the Functions host answers them) ------------------------------------
+
+    async def _host_status(self, request: web.Request) -> web.Response:
+        return web.json_response({"id": self.settings.hub_name if self.settings else "", "state": "Running"})
+
+    async def _host_ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    def _function_keys(self, settings: AppSettings) -> FunctionKeys | None:
+        if not self.options.enforce_auth:
+            return None
+        keys = FunctionKeys.from_settings(settings.values)
+        logger.info(
+            "Function keys are enforced (--enforce-auth): HTTP functions that are not anonymous need the "
+            "x-functions-key header or the code query parameter. Host key: %s, master key: %s "
+            "(set EMULATOR_HOST_KEY / EMULATOR_MASTER_KEY to change them).",
+            keys.host,
+            keys.master,
+        )
+        return keys
+
     # -- bindings ---------------------------------------------------------------------------
 
-    def _resolve_input(self, function: FunctionInfo, binding: Mapping[str, Any], request: web.Request) -> Any:
-        if str(binding.get("type", "")).lower() == "durableclient":
+    def _resolve_input(
+        self, function: FunctionInfo, binding: Mapping[str, Any], request: web.Request | None = None
+    ) -> Any:
+        # The binding JSON does not depend on the request, so non-HTTP triggers pass none.
+        # "orchestrationClient" is the binding's name in older v1 apps.
+        if str(binding.get("type", "")).lower() in ("durableclient", "orchestrationclient"):
             assert self.client is not None
             return json.dumps(self.client.binding_data(binding.get("taskHub")))
         logger.warning(
@@ -197,6 +322,41 @@ class EmulatorHost:
 
     # -- polling: timers and recovery -------------------------------------------------------
 
+    # -- control messages and partition ownership -----------------------------------------
+
+    def _route_control(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+        """Process a control message here if this host owns its partition, else let the owner."""
+        assert self.storage is not None and self._partitions is not None and self._timers is not None
+        if self._partitions.owns(self.storage.partition_of(message.instance_id)):
+            self._timers.route(message, handle)
+        elif handle is not None:
+            # It was sent leased to us: make it visible now so the owner's poller finds it.
+            self._spawn(self.storage.renew_message(handle, 0), "release-control-message")
+
+    def _deliver_owned(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+        """Hand a due control message of an owned partition to its dispatcher."""
+        assert self._orchestrations is not None and self._entities is not None
+        if message.instance_id.startswith("@"):
+            self._entities.deliver(message, handle)
+        else:
+            self._orchestrations.deliver(message, handle)
+
+    def _partition_lost(self, partition: int) -> None:
+        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
+        storage = self.storage
+        owned_here = lambda instance_id: storage.partition_of(instance_id) == partition  # noqa: E731
+        assert self._entities is not None
+        dropped = [
+            *self._orchestrations.drop(owned_here),
+            *self._entities.drop(owned_here),
+            *self._timers.drop(owned_here),
+        ]
+        for handle in dropped:
+            if self._leases is not None:
+                self._leases.release(handle)
+            # Visible at once, so the new owner's poller finds it without waiting out our lease.
+            self._spawn(storage.renew_message(handle, 0), "release-control-message")
+
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""
         self.clock.advance(delta)
@@ -205,8 +365,15 @@ class EmulatorHost:
         assert self.storage is not None and self._orchestrations is not None
         interval = 0.05
         while True:
+            assert self._partitions is not None
+            if not self._partitions.owns(partition):
+                # Another host owns it: wait until ownership changes (or look again later).
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake[partition].wait(), self.options.max_poll_interval)
+                self._wake[partition].clear()
+                continue
             try:
-                batch = await self.storage.receive_control(partition, self.options.lease_seconds)
+                batch = await self.storage.receive_control(partition, self._leases_seconds())
             except Exception as exc:
                 logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
                 batch = []
@@ -228,7 +395,7 @@ class EmulatorHost:
         interval = 0.05
         while True:
             try:
-                works = await self.storage.receive_work(self.options.lease_seconds)
+                works = await self.storage.receive_work(self._leases_seconds())
             except Exception as exc:
                 logger.warning("Could not read the work-item queue (%s); retrying", exc)
                 works = []
@@ -241,6 +408,21 @@ class EmulatorHost:
                 await asyncio.wait_for(self._work_wake.wait(), interval)
             self._work_wake.clear()
             interval = min(interval * 2, self.options.max_poll_interval)
+
+
+def parse_timespan(text: str) -> float:
+    """Seconds of a .NET TimeSpan string (``[d.]hh:mm:ss[.fff]``), as host.json writes durations."""
+    days = 0.0
+    if "." in text.split(":")[0]:
+        day_text, text = text.split(".", 1)
+        days = float(day_text)
+    hours, minutes, seconds = (float(part) for part in text.split(":"))
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
+    durable = settings.host_json.get("extensions", {}).get("durableTask", {})
+    return durable.get(name, default) if isinstance(durable, dict) else default
 
 
 def _connection_label(setting_name: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 import azure.functions as func
@@ -37,6 +37,7 @@ from azure.functions.http import HttpRequest as WorkerHttpRequest
 from multidict import CIMultiDict
 
 from ._app_index import HTTP_TRIGGER, FunctionInfo
+from ._bindings import Bindings, Out, PreparedCall, TriggerValue, needs_binding_data
 from ._invocations import InvocationLog
 from ._settings import AppLoadError
 
@@ -581,22 +582,6 @@ def new_traceparent(incoming: str | None = None) -> str:
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
 
 
-T = TypeVar("T")
-
-
-class Out(func.Out[T]):
-    """The value holder the worker passes for an output binding parameter."""
-
-    def __init__(self) -> None:
-        self._value: T | None = None
-
-    def set(self, val: T) -> None:
-        self._value = val
-
-    def get(self) -> T:
-        return self._value  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------------------------
 # Request/response conversion
 
@@ -690,11 +675,19 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 
 
-def _signature_names(fn: Callable[..., Any]) -> frozenset[str]:
-    try:
-        return frozenset(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return frozenset()
+def http_binding_data(req: func.HttpRequest) -> dict[str, Any]:
+    """What binding expressions of an HTTP function can use: JSON body properties, ``Query``,
+    ``Headers`` and the route parameters (which win on a name clash), as the host's HTTP binding."""
+    data: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        body = req.get_json()
+        if isinstance(body, dict):
+            data.update(body)
+    data.update(req.params)
+    data["Query"] = dict(req.params)
+    data["Headers"] = dict(req.headers)
+    data.update(req.route_params)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,12 +711,14 @@ class HttpTriggerRouter:
         invocations: InvocationLog,
         *,
         script_root: Path | None = None,
+        bindings: Bindings | None = None,
     ) -> None:
         self.route_prefix = route_prefix.strip("/")
+        #: Input and output bindings; without one (unit tests) storage bindings are unavailable.
+        self._bindings = bindings or Bindings()
         self._prefix_segments = [s.casefold() for s in self.route_prefix.split("/") if s]
         self._invocations = invocations
         self._script_root = script_root
-        self._parameters: dict[str, frozenset[str]] = {}
         routes: list[_Route] = []
         for fn in functions:
             if not fn.is_kind(HTTP_TRIGGER):
@@ -747,7 +742,6 @@ class HttpTriggerRouter:
             declared = fn.trigger.get("methods")
             methods = frozenset(str(m).upper() for m in declared) if declared else None
             routes.append(_Route(fn, template, methods))
-            self._parameters[fn.name] = _signature_names(fn.user_function)
         # The host registers routes ordered by inbound precedence; sorted() is stable, so ties keep
         # registration order.
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
@@ -803,9 +797,11 @@ class HttpTriggerRouter:
                         request.headers.get("tracestate", ""),
                     ),
                 )
-                kwargs, outs = await self._bind(fn, http_request, request, context, resolve_input)
-                result = await self._call(fn, kwargs, context)
-                return self._response(fn, result, outs)
+                call = await self._bind(fn, http_request, request, context, resolve_input)
+                result = await self._call(fn, call.kwargs, context)
+                # The host writes output bindings before it answers the request.
+                await self._bindings.finish(call, result)
+                return self._response(fn, result, call.outs)
         except Exception as exc:
             details = _user_traceback(exc)
             logger.error(
@@ -832,27 +828,13 @@ class HttpTriggerRouter:
         request: web.Request,
         context: InvocationContext,
         resolve_input: InputResolver,
-    ) -> tuple[dict[str, Any], dict[str, Out[Any]]]:
-        kwargs: dict[str, Any] = {}
-        outs: dict[str, Out[Any]] = {}
-        for binding in fn.bindings:
-            name = str(binding.get("name", ""))
-            if binding is fn.trigger or (
-                binding.get("type") == fn.trigger.get("type") and name == fn.trigger.get("name")
-            ):
-                kwargs[name] = http_request
-            elif _binding_is(binding, "direction", "out"):
-                if name != "$return":
-                    outs[name] = Out()
-                    kwargs[name] = outs[name]
-            else:
-                value = resolve_input(fn, binding, request)
-                if inspect.isawaitable(value):
-                    value = await value
-                kwargs[name] = value
-        if "context" in self._parameters.get(fn.name, frozenset()) and "context" not in kwargs:
-            kwargs["context"] = context
-        return kwargs, outs
+    ) -> PreparedCall:
+        def extension_input(binding: Mapping[str, Any]) -> Any:
+            return resolve_input(fn, binding, request)
+
+        data = http_binding_data(http_request) if needs_binding_data(fn) else {}
+        trigger = TriggerValue(value=http_request, binding_data=data)
+        return await self._bindings.prepare(fn, trigger, context, extension_input=extension_input)
 
     @staticmethod
     async def _call(fn: FunctionInfo, kwargs: dict[str, Any], context: InvocationContext) -> Any:

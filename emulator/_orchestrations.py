@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 from emulator import _history as h
 from emulator._app_index import AppIndex
+from emulator._crash import crash_point
 from emulator._episode import Episode, execute_episode
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
@@ -43,12 +45,25 @@ from emulator._storage import (
     WorkItem,
 )
 from emulator._timers import DurableClock
+from emulator._worker import OrchestratorSession
 
 logger = logging.getLogger("emulator.orchestrations")
 
 WorkSink = Callable[[list[ReceivedWork]], None]
 TimerSink = Callable[[ControlMessage, MessageHandle | None, datetime], None]
 ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+
+#: History column naming the queue message an event came in, to recognise redeliveries.
+MESSAGE_ID = "MessageId"
+_UNKEYED_MESSAGES = frozenset(
+    {
+        EventType.EventRaised,
+        EventType.ExecutionTerminated,
+        EventType.ExecutionSuspended,
+        EventType.ExecutionResumed,
+        EventType.GenericEvent,
+    }
+)
 
 #: Events that still reach a suspended instance; the rest wait for the resume.
 _WHILE_SUSPENDED = frozenset({EventType.ExecutionResumed, EventType.ExecutionTerminated})
@@ -69,6 +84,10 @@ class _Instance:
     history: StoredHistory | None = None
     task: asyncio.Task[None] | None = None
     last_episode_time: datetime | None = None
+    #: The orchestration kept alive from the last episode (extended sessions), if any.
+    session: OrchestratorSession | None = None
+    #: The events of the episode under way (out of ``pending`` while it runs).
+    in_flight: list[tuple[HistoryEvent, _Delivery]] = field(default_factory=list)
 
 
 def known_functions(index: AppIndex) -> KnownFunctions:
@@ -94,7 +113,10 @@ class OrchestrationDispatcher:
         leases: LeaseKeeper,
         clock: DurableClock,
         max_concurrent: int,
+        extended_sessions: bool = True,
+        max_idle_instances: int = 2000,
     ) -> None:
+        self._extended_sessions = extended_sessions
         self._storage = storage
         self._index = index
         self._known = known_functions(index)
@@ -102,6 +124,8 @@ class OrchestrationDispatcher:
         self._leases = leases
         self._clock = clock
         self._instances: dict[str, _Instance] = {}
+        #: Idle instances kept in memory (history and live orchestration) at the most.
+        self._max_idle = max_idle_instances
         self._slots = asyncio.Semaphore(max_concurrent)
         # Orchestrator replays are CPU work in user code: keep them off the event loop.
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -109,11 +133,24 @@ class OrchestrationDispatcher:
         )
         self._work_sink: WorkSink | None = None
         self._timer_sink: TimerSink | None = None
+        self._control_sink: ControlSink | None = None
         self._status_listeners: list[Callable[[str], None]] = []
 
-    def connect(self, work_sink: WorkSink, timer_sink: TimerSink) -> None:
+    def connect(self, work_sink: WorkSink, timer_sink: TimerSink, control_sink: ControlSink) -> None:
         self._work_sink = work_sink
         self._timer_sink = timer_sink
+        self._control_sink = control_sink
+
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
+        """Forget the instances another host now owns; return the message handles they held."""
+        handles: list[MessageHandle] = []
+        for instance_id in [i for i in self._instances if belongs(i)]:
+            instance = self._instances.pop(instance_id)
+            if instance.task is not None:
+                instance.task.cancel()
+            events = [*instance.in_flight, *instance.pending]
+            handles += list({id(d.handle): d.handle for _, d in events if d.handle is not None}.values())
+        return handles
 
     def add_status_listener(self, listener: Callable[[str], None]) -> None:
         self._status_listeners.append(listener)
@@ -180,51 +217,89 @@ class OrchestrationDispatcher:
         finally:
             instance.task = None
             if not instance.pending:
-                self._instances.pop(instance.instance_id, None)
+                self._park(instance)
+
+    def _park(self, instance: _Instance) -> None:
+        """Keep an idle running instance's history and live orchestration for its next events.
+
+        Between two steps of a chain the instance has nothing pending; forgetting it then would
+        mean reading and replaying its whole history again for every step. The idle cache is
+        bounded: the least recently used instances are evicted (and replay from storage later).
+        """
+        self._instances.pop(instance.instance_id, None)
+        if instance.history is None:
+            return
+        self._instances[instance.instance_id] = instance  # re-inserted last: most recently used
+        idle = [i for i in self._instances.values() if i.task is None and not i.pending]
+        for evicted in idle[: max(0, len(idle) - self._max_idle)]:
+            self._instances.pop(evicted.instance_id, None)
 
     # -- one episode ------------------------------------------------------------------------
 
     async def _episode(self, instance: _Instance) -> bool:
         """Run one episode with every pending event; False when nothing could be applied."""
         batch, instance.pending = instance.pending, []
+        instance.in_flight = batch
         try:
             return await self._checkpoint_episode(instance, batch)
         except BaseException:
-            # Nothing was acknowledged: every event of the batch stays pending for the retry.
+            # Nothing was acknowledged: every event of the batch stays pending for the retry,
+            # and the live orchestration may have seen them, so the retry replays from history.
             instance.pending = batch + instance.pending
+            instance.session = None
             raise
+        finally:
+            instance.in_flight = []
 
     async def _checkpoint_episode(
         self, instance: _Instance, batch: list[tuple[HistoryEvent, _Delivery]]
     ) -> bool:
         if instance.history is None:
+            instance.session = None
             instance.history = await self._storage.read_history(instance.instance_id)
         stored, accepted, deferred = self._reconcile(instance.instance_id, instance.history, batch)
+        if stored is not instance.history:
+            instance.session = None  # a new execution replaces a finished one
         waiting = {id(delivery) for _, delivery in deferred}
         # A message is acknowledged once none of its events still waits to be applied.
         consumed = list({id(d): d for _, d in batch if id(d) not in waiting}.values())
         if not accepted:
             instance.pending = deferred + instance.pending
+            if consumed and stored.events:
+                # Only redeliveries: the host that checkpointed them may have died before it
+                # updated the Instances row, so make sure the row tells what the history says.
+                await self._sync_instance_row(instance.instance_id, stored)
             await self._consume(consumed)
             return False
 
         now = self._episode_time(instance)
-        episode = await self._replay(instance.instance_id, stored.events, accepted, now)
+        episode = await self._replay(instance.instance_id, stored.events, accepted, now, instance.session)
+        instance.session = None
         decisions = episode.decisions
 
+        # Work is made durable before the history, but handed to this host's dispatchers only
+        # after it: an episode lost to a crash then never ran work that the replayed episode
+        # sends again, which keeps every activity at no more than two runs.
+        handoffs: list[Callable[[], None]] = []
         for generation in episode.generations:
-            await self._send_outbound(instance.instance_id, episode, generation)
+            handoffs += await self._send_outbound(instance.instance_id, episode, generation)
         if decisions.is_finished:
-            await self._notify_parent(episode, now)
+            handoffs += await self._notify_parent(episode, now)
+        crash_point("episode-after-send")
         committed = 0 if episode.new_generation else len(stored.events)
         etag = await self._storage.append_history(
             instance.instance_id, episode.execution_id, committed, episode.rows, stored.etag
         )
         events = episode.rows if episode.new_generation else [*stored.events, *episode.rows]
         instance.history = StoredHistory(list(events), etag, episode.execution_id)
+        instance.session = episode.session
+        crash_point("episode-after-history")
+        for handoff in handoffs:
+            handoff()
         await self._storage.merge_instance(
             instance.instance_id, self._instance_columns(episode, accepted, now)
         )
+        crash_point("episode-after-instance")
         instance.pending = deferred + instance.pending
         await self._consume(consumed)
         for listener in self._status_listeners:
@@ -237,7 +312,39 @@ class OrchestrationDispatcher:
                 decisions.status.name.lower(),
             )
             instance.history = None
+            instance.session = None
         return True
+
+    async def _sync_instance_row(self, instance_id: str, stored: StoredHistory) -> None:
+        started = next((e for e in stored.events if h.event_type(e) == EventType.ExecutionStarted), None)
+        if started is None:
+            return
+        status, output = OrchestrationStatus.Running, None
+        for event in stored.events:
+            kind = h.event_type(event)
+            if kind == EventType.ExecutionCompleted:
+                status, output = OrchestrationStatus(event["OrchestrationStatus"]), event.get("Result")
+            elif kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
+                suspended = kind == EventType.ExecutionSuspended
+                status = OrchestrationStatus.Suspended if suspended else OrchestrationStatus.Running
+        record = await self._storage.read_instance(instance_id)
+        execution_id = str(started["OrchestrationInstance"]["ExecutionId"])
+        if record is not None and record.execution_id == execution_id and record.runtime_status == status:
+            return
+        logger.info("Bringing the Instances row of '%s' up to date with its history", instance_id)
+        last = h.parse_timestamp(stored.events[-1]["Timestamp"])
+        columns: dict[str, Any] = {
+            "Name": started.get("Name"),
+            "Input": started.get("Input"),
+            "RuntimeStatus": status.name,
+            "CreatedTime": h.parse_timestamp(started["Timestamp"]),
+            "LastUpdatedTime": last,
+            "ExecutionId": execution_id,
+            "TaskHubName": self._storage.hub_name,
+        }
+        if status not in (OrchestrationStatus.Running, OrchestrationStatus.Suspended):
+            columns.update({"Output": output, "CompletedTime": last})
+        await self._storage.merge_instance(instance_id, columns)
 
     def _episode_time(self, instance: _Instance) -> datetime:
         # current_utc_datetime must never go backwards between episodes.
@@ -248,7 +355,12 @@ class OrchestrationDispatcher:
         return now
 
     async def _replay(
-        self, instance_id: str, history: list[HistoryEvent], new_events: list[HistoryEvent], now: datetime
+        self,
+        instance_id: str,
+        history: list[HistoryEvent],
+        new_events: list[HistoryEvent],
+        now: datetime,
+        session: OrchestratorSession | None,
     ) -> Episode:
         index = self._index
 
@@ -264,6 +376,8 @@ class OrchestrationDispatcher:
                 now=now,
                 orchestrator=orchestrator,
                 known=self._known,
+                session=session,
+                keep_session=self._extended_sessions,
             )
 
         name = _orchestrator_name(history, new_events)
@@ -292,9 +406,12 @@ class OrchestrationDispatcher:
         """
         scheduled: set[int] = set()
         completed: set[int] = set()
+        delivered: set[str] = set()
         has_started = finished = suspended = False
         for event in stored.events:
             kind = h.event_type(event)
+            if event.get(MESSAGE_ID):
+                delivered.add(str(event[MESSAGE_ID]))
             if kind in h.SCHEDULING_EVENTS:
                 scheduled.add(int(event["EventId"]))
             elif kind == EventType.ExecutionStarted:
@@ -351,6 +468,16 @@ class OrchestrationDispatcher:
                 suspended = kind == EventType.ExecutionSuspended
             if keep and kind == EventType.ExecutionTerminated:
                 finished = True
+            if keep and kind in _UNKEYED_MESSAGES and delivery.handle is not None:
+                # Raised events and the like carry no task id: their queue message id tells a
+                # redelivered message (its host died before deleting it) from a new one.
+                position = next(i for i, e in enumerate(delivery.message.events) if e is event)
+                message_id = f"{delivery.handle.message_id}:{position}"
+                if message_id in delivered:
+                    keep = False
+                else:
+                    delivered.add(message_id)
+                    event[MESSAGE_ID] = message_id
             if keep is None:
                 deferred.append((event, delivery))
             elif keep:
@@ -361,7 +488,11 @@ class OrchestrationDispatcher:
 
     # -- what an episode sends --------------------------------------------------------------
 
-    async def _send_outbound(self, instance_id: str, episode: Episode, decisions: EpisodeDecisions) -> None:
+    async def _send_outbound(
+        self, instance_id: str, episode: Episode, decisions: EpisodeDecisions
+    ) -> list[Callable[[], None]]:
+        """Make the episode's work durable; return how to hand it to this host's dispatchers."""
+        handoffs: list[Callable[[], None]] = []
         execution_id = episode.execution_id
         if decisions.activities:
             items = [
@@ -370,7 +501,7 @@ class OrchestrationDispatcher:
             ]
             sent = await self._storage.send_work_items(items, lease=self._leases.lease_seconds)
             if self._work_sink is not None:
-                self._work_sink(sent)
+                handoffs.append(functools.partial(self._work_sink, sent))
         for timer in decisions.timers:
             fire_at = h.parse_timestamp(timer.fire_at)
             message = ControlMessage(
@@ -378,7 +509,7 @@ class OrchestrationDispatcher:
             )
             handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
             if self._timer_sink is not None:
-                self._timer_sink(message, handle, fire_at)
+                handoffs.append(functools.partial(self._timer_sink, message, handle, fire_at))
         for child in decisions.sub_orchestrations:
             parent = {
                 "Name": episode.name,
@@ -396,12 +527,22 @@ class OrchestrationDispatcher:
                 timestamp=self._clock.now(),
                 parent_instance=parent,
             )
-            await self._send_control(ControlMessage(child.instance_id, [started], child_execution))
+            handoffs.append(
+                await self._send_control(ControlMessage(child.instance_id, [started], child_execution))
+            )
+        # One message per entity carries all of this episode's operations for it, in order.
+        by_entity: dict[str, list[HistoryEvent]] = {}
+        for entity in decisions.entity_messages:
+            request = h.event_raised("op", json.dumps(entity.request), self._clock.now())
+            by_entity.setdefault(entity.instance_id, []).append(request)
+        for target, requests in by_entity.items():
+            handoffs.append(await self._send_control(ControlMessage(target, requests, None)))
+        return handoffs
 
-    async def _notify_parent(self, episode: Episode, now: datetime) -> None:
+    async def _notify_parent(self, episode: Episode, now: datetime) -> list[Callable[[], None]]:
         parent = episode.started.get("ParentInstance")
         if not parent:
-            return
+            return []
         decisions = episode.decisions
         task_id = int(parent["TaskScheduleId"])
         if decisions.status == OrchestrationStatus.Completed:
@@ -410,11 +551,13 @@ class OrchestrationDispatcher:
             # Failed and Terminated children both fail the parent's task, with the child's reason.
             event = h.sub_orchestration_failed(task_id, decisions.output, None, now)
         target = parent["OrchestrationInstance"]
-        await self._send_control(ControlMessage(target["InstanceId"], [event], target.get("ExecutionId")))
+        return [
+            await self._send_control(ControlMessage(target["InstanceId"], [event], target.get("ExecutionId")))
+        ]
 
-    async def _send_control(self, message: ControlMessage) -> None:
+    async def _send_control(self, message: ControlMessage) -> Callable[[], None]:
         handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
-        self.deliver(message, handle)
+        return functools.partial(self._control_sink or self.deliver, message, handle)
 
     def _instance_columns(
         self, episode: Episode, accepted: list[HistoryEvent], now: datetime

@@ -11,6 +11,7 @@ state the SDK returned, it says which new events to append and which work to sen
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -95,6 +96,14 @@ class SubOrchestrationWork:
     input: str | None
 
 
+@dataclass(frozen=True)
+class EntityWork:
+    """An operation request for an entity (``@name@key``), as the real RequestMessage."""
+
+    instance_id: str
+    request: dict[str, Any]
+
+
 @dataclass
 class OrchestratorState:
     """The parsed ``OrchestratorState`` JSON the SDK returned (or embedded in its exception)."""
@@ -133,6 +142,7 @@ class EpisodeDecisions:
     activities: list[ActivityWork] = field(default_factory=list)
     timers: list[TimerWork] = field(default_factory=list)
     sub_orchestrations: list[SubOrchestrationWork] = field(default_factory=list)
+    entity_messages: list[EntityWork] = field(default_factory=list)
     status: OrchestrationStatus = OrchestrationStatus.Running
     #: JSON text of the output when Completed, the failure reason when Failed, the new input
     #: when ContinuedAsNew.
@@ -225,8 +235,10 @@ class _Walk:
         known: KnownFunctions,
         execution_id: str,
         schema_version: int,
+        instance_id: str = "",
     ) -> None:
         self.now = now
+        self.instance_id = instance_id
         self.known = known
         self.execution_id = execution_id
         self.schema_version = schema_version
@@ -305,6 +317,16 @@ class _Walk:
         if kind == CONTINUE_AS_NEW:
             self.continue_as_new = action
             return True
+        if kind == SIGNAL_ENTITY:
+            self._entity_request(action, signal=True)
+            return True  # fire and forget: nothing to wait for
+        if kind == CALL_ENTITY:
+            # The response is an EventRaised named after the request id (the SDK re-keys to it).
+            waiting = self.raised.get(self._entity_request(action, signal=False).lower())
+            if waiting:
+                waiting.pop(0)
+                return True
+            return False
         raise NotImplementedError(
             f"The orchestrator used an action the emulator does not support yet (actionType {kind})."
         )
@@ -344,6 +366,39 @@ class _Walk:
                 SubOrchestrationWork(task_id, name, child_id, action.get("input"))
             )
         return self._outcome(task_id)
+
+    def _entity_request(self, action: dict[str, Any], signal: bool) -> str:
+        """Issue an entity operation (one EventSent); return the request id it carries."""
+        target = str(action.get("instanceId") or "")
+        task_id = self._take_id()
+        past = self.scheduled.get(task_id)
+        if past is not None and h.event_type(past) == EventType.EventSent:
+            if str(past.get("InstanceId") or "").lower() != target.lower():
+                raise NonDeterminismError(
+                    f"A previous execution of this orchestration sent an entity operation with sequence ID "
+                    f"{task_id} to '{past.get('InstanceId')}', but the current orchestration replay sent it "
+                    f"to '{target}'. Was a change made to the orchestrator code after this instance had "
+                    "already started running?"
+                )
+            return str(json.loads(past["Input"])["id"])
+        self._in_history(task_id, EventType.EventSent, None)
+        # Derived from the sender and its sequence id, so an episode that is run again after a
+        # crash sends the very same request, which the entity then recognises as a duplicate.
+        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}|{self.execution_id}|{task_id}"))
+        request: dict[str, Any] = {
+            "op": action.get("operation"),
+            "input": action.get("input"),
+            "id": request_id,
+            "parent": self.instance_id,
+            "parentExecution": self.execution_id,
+            "position": task_id,
+            "timestamp": h.format_timestamp(self.now),
+        }
+        if signal:
+            request["signal"] = True
+        self.decisions.new_events.append(h.event_sent(task_id, target, json.dumps(request), self.now))
+        self.decisions.entity_messages.append(EntityWork(target, request))
+        return request_id
 
     def _timer_at(self, fire_at: datetime, cancelled: bool = False) -> bool:
         task_id = self._take_id()
@@ -432,9 +487,10 @@ def decide(
     known: KnownFunctions,
     execution_id: str = "",
     new_events: Sequence[HistoryEvent] = (),
+    instance_id: str = "",
 ) -> EpisodeDecisions:
     """Turn the SDK's state into this episode's decisions, as the real shim and DTFx would."""
-    walk = _Walk(history, now, known, execution_id, state.schema_version)
+    walk = _Walk(history, now, known, execution_id, state.schema_version, instance_id)
     failure: str | None = None
     reached_end = True
     custom_status = None if state.custom_status is None else h.to_json_text(state.custom_status)

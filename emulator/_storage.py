@@ -19,9 +19,10 @@ import contextlib
 import gzip
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,11 +34,12 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableTransactionError, UpdateMode
-from azure.data.tables.aio import TableServiceClient
+from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
 from emulator import _history as h
+from emulator._crash import crash_point
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 
 logger = logging.getLogger("emulator.storage")
@@ -123,6 +125,8 @@ class MessageHandle:
     message_id: str
     pop_receipt: str
     blob_name: str | None = None
+    #: ``time.monotonic()`` when the current visibility timeout started (at the latest).
+    leased_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -264,6 +268,7 @@ class TaskHubStorage:
         self.work_item_queue_name = f"{lower}-workitems"
         self.history_table_name = f"{hub_name}History"
         self.instances_table_name = f"{hub_name}Instances"
+        self.partitions_table_name = f"{hub_name}Partitions"
         self.leases_container = f"{lower}-leases"
         self.large_messages_container = f"{lower}-largemessages"
         self._tables = TableServiceClient.from_connection_string(connection_string)
@@ -285,7 +290,7 @@ class TaskHubStorage:
 
     async def create_task_hub(self) -> None:
         """Create every queue, table and container of the hub (like ``EnsureTaskHub``)."""
-        for table in (self.history_table_name, self.instances_table_name):
+        for table in (self.history_table_name, self.instances_table_name, self.partitions_table_name):
             await self._tables.create_table_if_not_exists(table)
         for queue in [*self.control_queue_names, self.work_item_queue_name]:
             with contextlib.suppress(ResourceExistsError):
@@ -305,6 +310,10 @@ class TaskHubStorage:
             pass
         finally:
             await leases.close()
+
+    def partitions_table(self) -> TableClient:
+        """The ``{hub}Partitions`` table of partition ownership (the caller closes it)."""
+        return self._tables.get_table_client(self.partitions_table_name)
 
     def partition_of(self, instance_id: str) -> int:
         return fnv1a_32(instance_id) % self.partition_count
@@ -420,6 +429,8 @@ class TaskHubStorage:
                     ) from exc
                 raise
             etag = str(results[-1]["etag"])
+            if not last:
+                crash_point("history-between-batches")
         assert etag is not None
         return etag
 
@@ -545,8 +556,9 @@ class TaskHubStorage:
         # A message sent with a visibility timeout is leased to its sender from birth: the sender
         # handles it in memory and deletes it, and it only surfaces to pollers if the sender dies.
         visibility = max(int(delay + 0.999), (lease and int(lease)) or 0) or None
+        started = time.monotonic()
         sent = await queue.send_message(content, visibility_timeout=visibility, time_to_live=-1)
-        return MessageHandle(queue_name, str(sent.id), str(sent.pop_receipt), blob_name)
+        return MessageHandle(queue_name, str(sent.id), str(sent.pop_receipt), blob_name, started)
 
     async def send_control(
         self, message: ControlMessage, *, delay: float = 0.0, lease: float | None = None
@@ -631,6 +643,7 @@ class TaskHubStorage:
 
     async def renew_message(self, handle: MessageHandle, visibility: float) -> bool:
         queue = self._queues.get_queue_client(handle.queue_name)
+        started = time.monotonic()
         try:
             updated = await queue.update_message(
                 handle.message_id, handle.pop_receipt, visibility_timeout=int(visibility)
@@ -638,7 +651,209 @@ class TaskHubStorage:
         except (ResourceNotFoundError, HttpResponseError):
             return False
         handle.pop_receipt = str(updated.pop_receipt)
+        handle.leased_at = started
         return True
+
+    # -- client maintenance: instance queries, purge, rewind, deleting the hub ----------------
+
+    async def query_instances_page(
+        self,
+        condition: InstanceCondition,
+        *,
+        top: int,
+        continuation: dict[str, str] | None = None,
+        fetch_input: bool = True,
+    ) -> tuple[list[InstanceRecord], dict[str, str] | None]:
+        """One page of matching Instances rows and the table's token for the next page, if any.
+
+        Like the real provider's ``ExecuteQuerySegmentedAsync``: a page may hold fewer than ``top``
+        rows (even none) while more remain, so callers go on until the token is None.
+        """
+        filter_text, parameters = condition.to_filter()
+        if filter_text:
+            paged = self._instances.query_entities(filter_text, parameters=parameters, results_per_page=top)
+        else:
+            paged = self._instances.list_entities(results_per_page=top)
+        # The tables SDK's continuation tokens are dicts, whatever azure.core's annotation says.
+        by_page: Any = paged.by_page
+        pages = by_page(continuation_token=continuation)
+        records: list[InstanceRecord] = []
+        async for page in pages:
+            async for entity in page:
+                records.append(await self._instance_record(entity, fetch_input))
+            break
+        token = pages.continuation_token
+        return records, dict(token) if token else None
+
+    async def query_all_instances(self, condition: InstanceCondition) -> list[InstanceRecord]:
+        records: list[InstanceRecord] = []
+        token: dict[str, str] | None = None
+        while True:
+            page, token = await self.query_instances_page(condition, top=1000, continuation=token)
+            records.extend(page)
+            if token is None:
+                return records
+
+    async def _instance_record(self, entity: Any, fetch_input: bool) -> InstanceRecord:
+        row = dict(entity)
+        if not fetch_input:
+            row.pop("Input", None)
+            row.pop("InputBlobName", None)
+        row.update(await self._restore_large_columns(row))
+        return InstanceRecord(
+            instance_id=_unescape_partition_key(str(row["PartitionKey"])),
+            name=str(row.get("Name") or ""),
+            runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
+            execution_id=str(row.get("ExecutionId") or ""),
+            created_time=_aware(row.get("CreatedTime")),
+            last_updated_time=_aware(row.get("LastUpdatedTime")),
+            input=_text_or_none(row.get("Input")),
+            output=_text_or_none(row.get("Output")),
+            custom_status=_text_or_none(row.get("CustomStatus")),
+            completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
+            generation=int(row.get("Generation") or 0),
+            etag=entity.metadata["etag"],
+        )
+
+    async def purge_instance_data(self, instance_id: str) -> tuple[int, int]:
+        """Delete every history row, large-message blob and the Instances row of one instance.
+
+        Returns (instances deleted, history rows deleted). Like the real provider, an instance
+        without an Instances row is left alone, and a running instance is purged all the same.
+        """
+        pk = escape_partition_key(instance_id)
+        try:
+            await self._instances.get_entity(pk, "")
+        except ResourceNotFoundError:
+            return 0, 0
+        rows = await self.delete_history(instance_id)
+        with contextlib.suppress(ResourceNotFoundError):
+            names = [blob.name async for blob in self._large.list_blobs(name_starts_with=f"{pk}/")]
+            for name in names:
+                with contextlib.suppress(ResourceNotFoundError):
+                    await self._large.delete_blob(name)
+        await self.delete_instance(instance_id)
+        return 1, rows
+
+    async def rewind_history(self, instance_id: str, failed_leaves: list[str] | None = None) -> list[str]:
+        """Clear the failures of a failed instance's current execution (``RewindHistoryAsync``).
+
+        Each failure row (ExecutionCompleted with status Failed, TaskFailed,
+        SubOrchestrationInstanceFailed) and the TaskScheduled row of each failed activity become
+        ``GenericEvent`` rows with Reason "Rewound: <old type>", so a replay no longer sees them;
+        a failed sub-orchestration's SubOrchestrationInstanceCreated row only gets that Reason and
+        the child instance is rewound in turn. The Instances row goes back to Pending. Returns the
+        deepest failed instances, which need a message to run again.
+        """
+        leaves = [] if failed_leaves is None else failed_leaves
+        pk = escape_partition_key(instance_id)
+        entities = [
+            e async for e in self._history.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
+        ]
+        sentinel = next((e for e in entities if e["RowKey"] == SENTINEL_ROW_KEY), None)
+        if sentinel is None:
+            raise ValueError(f"Orchestration instance '{instance_id}' has no history to rewind.")
+        execution_id = sentinel.get("ExecutionId")
+        rows = sorted(
+            (e for e in entities if e["RowKey"] != SENTINEL_ROW_KEY and e.get("ExecutionId") == execution_id),
+            key=lambda e: e["RowKey"],
+        )[: int(sentinel.get("HistoryEventCount", len(entities)))]
+        by_decision = {(e["EventType"], e.get("EventId")): e for e in rows}
+        has_failed_children = False
+        for row in rows:
+            kind = row["EventType"]
+            if row.get("OrchestrationStatus") != "Failed" and kind not in (
+                "TaskFailed",
+                "SubOrchestrationInstanceFailed",
+            ):
+                continue
+            if kind == "TaskFailed":
+                scheduled = by_decision.get(("TaskScheduled", row.get("TaskScheduledId")))
+                if scheduled is not None:
+                    await self._mark_rewound(scheduled, to_generic=True)
+            elif kind == "SubOrchestrationInstanceFailed":
+                has_failed_children = True
+                created = by_decision.get(("SubOrchestrationInstanceCreated", row.get("TaskScheduledId")))
+                if created is not None:
+                    # The child is still there and will report again once rewound: keep the decision.
+                    await self._mark_rewound(created, to_generic=False)
+                    await self.rewind_history(str(created["InstanceId"]), leaves)
+            await self._mark_rewound(row, to_generic=True)
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._instances.update_entity(
+                {
+                    "PartitionKey": pk,
+                    "RowKey": "",
+                    "RuntimeStatus": OrchestrationStatus.Pending.name,
+                    "LastUpdatedTime": h.utcnow(),
+                },
+                mode=UpdateMode.MERGE,
+            )
+        if not has_failed_children:
+            leaves.append(instance_id)
+        return leaves
+
+    async def _mark_rewound(self, entity: Any, *, to_generic: bool) -> None:
+        row = dict(entity)
+        row["Reason"] = f"Rewound: {row['EventType']}"
+        # A long failure reason may live in a blob, which would otherwise replace the new Reason.
+        row.pop("ReasonBlobName", None)
+        if to_generic:
+            row["EventType"] = EventType.GenericEvent.name
+        await self._history.update_entity(
+            row,
+            mode=UpdateMode.REPLACE,
+            etag=entity.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+
+    async def delete_task_hub(self) -> None:
+        """Delete the hub's tables, queues and containers (the provider's ``DeleteAsync``)."""
+        for table in (self.history_table_name, self.instances_table_name):
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._tables.delete_table(table)
+        for queue in [*self.control_queue_names, self.work_item_queue_name]:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._queues.delete_queue(queue)
+        for container in (self.leases_container, self.large_messages_container):
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._blobs.delete_container(container)
+
+
+@dataclass(frozen=True)
+class InstanceCondition:
+    """Which Instances rows a query or a purge covers (``OrchestrationInstanceStatusQueryCondition``)."""
+
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: RuntimeStatus names to match; None or empty matches every status.
+    statuses: tuple[str, ...] | None = None
+    instance_id_prefix: str | None = None
+
+    def to_filter(self) -> tuple[str, dict[str, Any]]:
+        """An OData filter with its parameters; an empty filter matches every row."""
+        conditions: list[str] = []
+        parameters: dict[str, Any] = {}
+        if self.created_from is not None:
+            conditions.append("CreatedTime ge @createdFrom")
+            parameters["createdFrom"] = self.created_from
+        if self.created_to is not None:
+            conditions.append("CreatedTime le @createdTo")
+            parameters["createdTo"] = self.created_to
+        if self.statuses:
+            alternatives = []
+            for number, status in enumerate(self.statuses):
+                alternatives.append(f"RuntimeStatus eq @status{number}")
+                parameters[f"status{number}"] = status
+            # The SDK substitutes parameters in space-separated words: keep them apart from brackets.
+            conditions.append("( " + " or ".join(alternatives) + " )")
+        if self.instance_id_prefix:
+            # Keys sort as strings: a prefix is the range [prefix, prefix with its last char + 1).
+            low = escape_partition_key(self.instance_id_prefix)
+            conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
+            parameters["prefixLow"] = low
+            parameters["prefixHigh"] = low[:-1] + chr(ord(low[-1]) + 1)
+        return " and ".join(conditions), parameters
 
 
 def _aware(value: Any) -> datetime:

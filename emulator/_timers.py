@@ -90,6 +90,13 @@ class TimerScheduler:
         else:
             self._deliver(message, handle)
 
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
+        """Forget timers of instances another host now owns; return their message handles."""
+        dropped = [entry for entry in self._heap if belongs(entry[2].instance_id)]
+        self._heap = [entry for entry in self._heap if not belongs(entry[2].instance_id)]
+        heapq.heapify(self._heap)
+        return [handle for _, _, _, handle in dropped if handle is not None]
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="durable-timers")
 

@@ -23,6 +23,7 @@ from azure.functions.durable_functions import ActivityTriggerConverter, Orchestr
 
 from emulator import _history as h
 from emulator._app_index import FunctionInfo
+from emulator._bindings import TriggerValue, bindings_for
 from emulator._history import HistoryEvent
 from emulator._replay import OrchestratorState
 
@@ -98,6 +99,18 @@ def _activity_kwargs(function: FunctionInfo, input_text: str | None) -> dict[str
     return {str(function.trigger["name"]): value}
 
 
+def _activity_trigger(value: Any, name: str, input_text: str | None, instance_id: str | None) -> TriggerValue:
+    """The activity's value with the binding data the durable extension gives its other bindings."""
+    try:
+        data = None if input_text is None else json.loads(input_text)
+    except ValueError:
+        data = input_text
+    binding_data: dict[str, Any] = {name: data, "data": data}
+    if instance_id is not None:
+        binding_data["instanceId"] = instance_id
+    return TriggerValue(value=value, binding_data=binding_data)
+
+
 def _encode_result(result: Any) -> str:
     datum = ActivityTriggerConverter.encode(result, expected_type=None)
     return str(datum.value)
@@ -117,16 +130,33 @@ def _failure(function: FunctionInfo, exc: BaseException) -> ActivityOutcome:
 
 
 async def run_activity(
-    function: FunctionInfo, input_text: str | None, executor: concurrent.futures.Executor | None = None
+    function: FunctionInfo,
+    input_text: str | None,
+    executor: concurrent.futures.Executor | None = None,
+    *,
+    instance_id: str | None = None,
 ) -> ActivityOutcome:
-    """Run an activity: sync functions on ``executor`` threads, async ones on the event loop."""
+    """Run an activity: sync functions on ``executor`` threads, async ones on the event loop.
+
+    An activity with input or output bindings besides its trigger gets them from its host's binding
+    layer; its outputs are written before the result is reported, so a failed write fails the activity.
+    """
     try:
         kwargs = _activity_kwargs(function, input_text)
+        bindings = bindings_for(function) if len(function.bindings) > 1 else None
+        call = None
+        if bindings is not None:
+            name, value = next(iter(kwargs.items()))
+            trigger = _activity_trigger(value, name, input_text, instance_id)
+            call = await bindings.prepare(function, trigger, None)
+            kwargs = call.kwargs
         if function.is_async:
             result = await function.user_function(**kwargs)
         else:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(executor, functools.partial(function.user_function, **kwargs))
+        if bindings is not None and call is not None:
+            await bindings.finish(call, result, return_is_trigger_output=True)
         return ActivityOutcome(result=_encode_result(result))
     except Exception as exc:
         return _failure(function, exc)
@@ -140,3 +170,66 @@ async def close_client_sessions() -> None:
         return
     with contextlib.suppress(Exception):
         await http_utils._close_session()
+
+
+class OrchestratorSession:
+    """An orchestration kept in memory between episodes (the real host's "extended sessions").
+
+    The first episode replays the whole history through the SDK, as ``handle`` does; later
+    episodes feed only their new events to the same generator and executor, so a long history
+    is not replayed for every event. The decisions are the same as a full replay's: the SDK
+    processes events one at a time either way (tests check both paths against each other).
+    """
+
+    def __init__(self, handle: Callable[[Any], Any]) -> None:
+        from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+        self._function = handle.orchestrator_function  # type: ignore[attr-defined]
+        self._input_type = getattr(handle, "_df_input_type", None)
+        self._executor = TaskOrchestrationExecutor()
+        self._context: Any = None
+        self.finished = False
+
+    @staticmethod
+    def supports(handle: Callable[[Any], Any]) -> bool:
+        return callable(getattr(handle, "orchestrator_function", None))
+
+    def start(self, payload: str) -> OrchestratorState:
+        from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
+
+        context = DurableOrchestrationContext.from_json(payload)
+        context._input_expected_type = self._input_type
+        self._context = context
+        return self._state(lambda: self._executor.execute(context, context.histories, self._function))
+
+    def resume(self, new_events: Sequence[HistoryEvent]) -> OrchestratorState:
+        """Apply one more episode's events (OrchestratorStarted first) to the live generator."""
+        from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
+
+        executor, context = self._executor, self._context
+
+        def run() -> str:
+            executor._is_processing_new_events = True
+            for raw in new_events:
+                event = SdkEvent(**raw)
+                context._histories.append(event)
+                executor.process_event(event)
+                if executor.has_execution_completed:
+                    break
+            return str(executor.get_orchestrator_state_str())
+
+        return self._state(run)
+
+    def _state(self, run: Callable[[], str]) -> OrchestratorState:
+        try:
+            result = run()
+        except Exception as exc:
+            self.finished = True
+            message = str(exc)
+            error_text, marker, state_json = message.partition(_OUT_OF_PROC_MARKER)
+            if marker:
+                return OrchestratorState.from_json(state_json, error=_error_of(state_json, error_text))
+            return OrchestratorState(is_done=False, actions=[], error=message or type(exc).__name__)
+        state = OrchestratorState.from_json(result)
+        self.finished = state.is_done
+        return state

@@ -1,74 +1,57 @@
-"""Session fixtures: one real Azurite for the whole run, emulator hosts on free loopback ports."""
+"""The project's fixtures, on top of the durable_emulator pytest plugin (emulator/testing/plugin.py):
+one Azurite for the whole run, emulator hosts on free loopback ports."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emulator import HostOptions
-from emulator._azurite import AzuriteServer, free_port
-from emulator.testing import BackgroundHost
+from emulator._azurite import AzuriteServer
+from emulator.testing import BackgroundHost, DurableHost, DurableHosts, HostConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_APPS = Path(__file__).resolve().parent / "apps"
 
 
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
-    server = AzuriteServer.start(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def azurite(durable_azurite: AzuriteServer) -> AzuriteServer:
+    return durable_azurite
 
 
 @pytest.fixture(scope="session")
-def storage_connection(azurite: AzuriteServer) -> Iterator[str]:
-    """The test Azurite as the apps' ``AzureWebJobsStorage`` (an existing variable wins over
+def storage_connection(durable_storage_connection: str) -> str:
+    """The test Azurite, also the apps' ``AzureWebJobsStorage`` (an existing variable wins over
     local.settings.json, as under ``func start``)."""
-    previous = os.environ.get("AzureWebJobsStorage")
-    os.environ["AzureWebJobsStorage"] = azurite.connection_string
-    try:
-        yield azurite.connection_string
-    finally:
-        if previous is None:
-            os.environ.pop("AzureWebJobsStorage", None)
-        else:
-            os.environ["AzureWebJobsStorage"] = previous
+    return durable_storage_connection
 
 
 def start_host(script_root: Path, connection_string: str) -> BackgroundHost:
-    options = HostOptions(script_root=script_root, port=free_port(), connection_string=connection_string)
-    return BackgroundHost(options).start()
+    """An in-process host on the app's own task hub, for tests that stop and start hosts themselves."""
+    host = DurableHost(HostConfig(script_root), connection_string).start()
+    assert host.background is not None
+    return host.background
+
+
+def _shared(hosts: DurableHosts, script_root: Path) -> BackgroundHost:
+    # The plugin's shared host: the same one a `durable_host` test of this app gets.
+    background = hosts.shared(script_root).background
+    assert background is not None
+    return background
 
 
 @pytest.fixture(scope="session")
-def seed_host(storage_connection: str) -> Iterator[BackgroundHost]:
+def seed_host(durable_hosts: DurableHosts) -> BackgroundHost:
     """The function app at the repository root, served as ``func start`` would."""
-    host = start_host(REPO_ROOT, storage_connection)
-    try:
-        yield host
-    finally:
-        host.stop()
+    return _shared(durable_hosts, REPO_ROOT)
 
 
 @pytest.fixture(scope="session")
-def errors_host(storage_connection: str) -> Iterator[BackgroundHost]:
-    host = start_host(TEST_APPS / "durable_errors", storage_connection)
-    try:
-        yield host
-    finally:
-        host.stop()
+def errors_host(durable_hosts: DurableHosts) -> BackgroundHost:
+    return _shared(durable_hosts, TEST_APPS / "durable_errors")
 
 
 @pytest.fixture(scope="session")
-def features_host(storage_connection: str) -> Iterator[BackgroundHost]:
+def features_host(durable_hosts: DurableHosts) -> BackgroundHost:
     """A test app that uses every orchestration feature of the SDK."""
-    host = start_host(TEST_APPS / "orchestration_features", storage_connection)
-    try:
-        yield host
-    finally:
-        host.stop()
+    return _shared(durable_hosts, TEST_APPS / "orchestration_features")

@@ -1,5 +1,26 @@
-"""Helpers for tests of Durable Functions apps run on the emulator."""
+"""Helpers for tests of Durable Functions apps run on the emulator.
 
+The pytest plugin (:mod:`emulator.testing.plugin`, registered through the package's entry point)
+provides the fixtures; everything here also works without it.
+"""
+
+from emulator._crash import POINTS as CRASH_POINTS
+from emulator._offline_replay import ReplayReport
 from emulator.testing._background import BackgroundHost
+from emulator.testing._durable_host import DurableHost, HostConfig
+from emulator.testing._pool import DurableHostFactory, DurableHosts
+from emulator.testing._replay import assert_replays, replay_history
+from emulator.testing._subprocess import SubprocessHost
 
-__all__ = ["BackgroundHost"]
+__all__ = [
+    "CRASH_POINTS",
+    "BackgroundHost",
+    "DurableHost",
+    "DurableHostFactory",
+    "DurableHosts",
+    "HostConfig",
+    "ReplayReport",
+    "SubprocessHost",
+    "assert_replays",
+    "replay_history",
+]

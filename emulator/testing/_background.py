@@ -63,6 +63,10 @@ class BackgroundHost:
     def base_url(self) -> str:
         return self.host.base_url
 
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the host's loop (e.g. to call storage directly) and return its result."""
         assert self._loop is not None, "the host is not started"

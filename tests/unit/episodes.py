@@ -27,7 +27,10 @@ class EpisodeDriver:
         orchestrators: dict[str, Callable[[Any], Any]],
         activities: list[str],
         instance_id: str = "inst-1",
+        sessions: bool = False,
     ) -> None:
+        self.sessions = sessions
+        self.session: Any = None
         self.orchestrators = {k.lower(): v for k, v in orchestrators.items()}
         self.orchestrator_names = list(orchestrators)
         self._executions = 1
@@ -57,7 +60,10 @@ class EpisodeDriver:
                 orchestrators=tuple(sorted(self.orchestrator_names)),
             ),
             new_execution_id=self._next_execution_id,
+            session=self.session,
+            keep_session=self.sessions,
         )
+        self.session = episode.session
         if episode.new_generation:
             self.history = list(episode.rows)
         else:

@@ -1,0 +1,279 @@
+"""The two floors under the emulator's figures, measured in the same run.
+
+* Storage: what Azurite itself sustains for the operations the design needs per activity: one
+  queue message carrying many work items (sent, received, deleted), a table transaction of 100
+  history rows, a single upsert. Measured with the async SDK clients the host uses.
+* Replay: what the Durable Functions SDK itself spends replaying the final history of a 1,000-way
+  fan-out and of a 1,000-step chain, driving ``df.Orchestrator.create(fn)`` directly with a
+  hand-built history (no host, no storage), as the host hands it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import azure.durable_functions as df
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableServiceClient
+from azure.functions import meta
+from azure.functions.durable_functions import OrchestrationTriggerConverter
+from azure.storage.queue.aio import QueueServiceClient
+
+from emulator import _history as h
+from emulator._storage import MAX_INLINE_MESSAGE_BYTES, history_row
+
+# -- storage --------------------------------------------------------------------------------
+
+
+def _work_item(task_id: int) -> dict[str, Any]:
+    # The shape of one activity in a work-item message (instance and execution ids are 32 hex).
+    return {
+        "instanceId": uuid.uuid4().hex,
+        "executionId": uuid.uuid4().hex,
+        "taskId": task_id,
+        "name": "Noop",
+        "input": json.dumps(task_id),
+    }
+
+
+def _packed_message() -> tuple[str, int]:
+    """A work-item message packed to the inline size limit, and how many items it carries."""
+    items: list[dict[str, Any]] = []
+    while True:
+        candidate = json.dumps({"workItems": [*items, _work_item(len(items))]}, separators=(",", ":"))
+        if len(candidate.encode()) > MAX_INLINE_MESSAGE_BYTES:
+            break
+        items.append(_work_item(len(items)))
+    return json.dumps({"workItems": items}, separators=(",", ":")), len(items)
+
+
+async def _timed(count: int, make: Callable[[int], Awaitable[Any]], concurrency: int = 1) -> float:
+    """Operations per second of ``count`` calls of ``make(i)``, ``concurrency`` at a time."""
+    await make(count)  # warm-up: connection set-up is not part of the rate
+    started = time.perf_counter()
+    if concurrency == 1:
+        for i in range(count):
+            await make(i)
+    else:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                await make(i)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def _latency_ms(count: int, make: Callable[[int], Awaitable[Any]]) -> float:
+    """Median milliseconds of one call of ``make(i)``, one at a time."""
+    await make(count)
+    times = []
+    for i in range(count):
+        started = time.perf_counter()
+        await make(i)
+        times.append(time.perf_counter() - started)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+def _history_rows(pk: str, count: int, moment: datetime) -> list[dict[str, Any]]:
+    events = [h.task_completed(n, json.dumps(n), moment + timedelta(microseconds=n)) for n in range(count)]
+    return [history_row(pk, n, "exec", event) for n, event in enumerate(events)]
+
+
+async def measure_storage(connection_string: str, quick: bool) -> dict[str, Any]:
+    """Raw Azurite rates for the per-activity operations; see the module docstring."""
+    messages = 60 if quick else 200
+    transactions = 10 if quick else 30
+    singles = 100 if quick else 300
+    content, items_per_message = _packed_message()
+    small = json.dumps({"workItems": [_work_item(0)]}, separators=(",", ":"))
+    figures: dict[str, Any] = {"items_per_message": items_per_message, "message_bytes": len(content)}
+
+    async with QueueServiceClient.from_connection_string(connection_string) as queues:
+        queue = queues.get_queue_client("bench-floor")
+        await queue.create_queue()
+        figures["queue_send_per_s"] = await _timed(messages, lambda i: queue.send_message(content))
+        received = 0
+        started = time.perf_counter()
+        while received < messages + 1:
+            batch = [m async for m in queue.receive_messages(max_messages=32, visibility_timeout=300)]
+            if not batch:
+                break
+            for message in batch:
+                await queue.delete_message(message.id, message.pop_receipt)
+            received += len(batch)
+        figures["queue_receive_delete_per_s"] = received / (time.perf_counter() - started)
+        figures["queue_send_16_per_s"] = await _timed(
+            messages, lambda i: queue.send_message(content), concurrency=16
+        )
+        await queue.clear_messages()
+        figures["queue_send_small_ms"] = await _latency_ms(singles, lambda i: queue.send_message(small))
+        await queue.delete_queue()
+
+    now = datetime.now(timezone.utc)
+    async with TableServiceClient.from_connection_string(connection_string) as tables:
+        history = await tables.create_table_if_not_exists("BenchFloorHistory")
+        instances = await tables.create_table_if_not_exists("BenchFloorInstances")
+
+        def transaction(size: int, prefix: str) -> Callable[[int], Awaitable[Any]]:
+            def submit(i: int) -> Awaitable[Any]:
+                rows = _history_rows(f"{prefix}-{i:05d}", size, now)
+                return history.submit_transaction([("upsert", r, {"mode": UpdateMode.REPLACE}) for r in rows])
+
+            return submit
+
+        figures["table_transaction_100_per_s"] = await _timed(transactions, transaction(100, "big"))
+        # An episode of a chain: OrchestratorStarted, TaskCompleted, TaskScheduled, OrchestratorCompleted
+        # and the sentinel.
+        figures["table_transaction_5_ms"] = await _latency_ms(singles, transaction(5, "small"))
+
+        def upsert(i: int) -> Awaitable[Any]:
+            row = {
+                "PartitionKey": f"instance-{i:05d}",
+                "RowKey": "",
+                "RuntimeStatus": "Running",
+                "LastUpdatedTime": now,
+                "ExecutionId": "exec",
+            }
+            return instances.upsert_entity(row, mode=UpdateMode.MERGE)
+
+        figures["table_upsert_per_s"] = await _timed(singles, upsert)
+        figures["table_upsert_16_per_s"] = await _timed(singles, upsert, concurrency=16)
+        await tables.delete_table("BenchFloorHistory")
+        await tables.delete_table("BenchFloorInstances")
+
+    # What those rates allow, for the shapes the design takes (see the README's Performance section).
+    rows_per_s = 100 * figures["table_transaction_100_per_s"]
+    per_message = 1 / figures["queue_send_per_s"] + 1 / figures["queue_receive_delete_per_s"]
+    figures["fanout_1000_floor_s"] = {
+        # TaskScheduled + TaskCompleted rows per activity, 100 to a transaction.
+        "history": 2 * 1000 / rows_per_s,
+        # Work items out and completions back, each packed into full messages.
+        "queues": 2 * (1000 / items_per_message) * per_message,
+    }
+    # One step of a chain waits for its work item and its completion to be sent and for one
+    # small history transaction: sequential latencies, nothing to batch.
+    figures["chain_step_floor_ms"] = 2 * figures["queue_send_small_ms"] + figures["table_transaction_5_ms"]
+    return figures
+
+
+# -- the SDK's replay -----------------------------------------------------------------------
+
+
+def _fan_out(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int]:
+    count = int(context.get_input())
+    results: list[int] = yield context.task_all([context.call_activity("Noop", i) for i in range(count)])
+    return sum(results)
+
+
+def _chain(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int]:
+    count = int(context.get_input())
+    total = 0
+    for i in range(count):
+        total += yield context.call_activity("Noop", i)
+    return total
+
+
+class _HistoryBuilder:
+    """Events as the host stores and replays them: message events played, the new batch not."""
+
+    def __init__(self, count: int, orchestrator: str) -> None:
+        self.clock = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        self.events: list[h.HistoryEvent] = []
+        self.count = count
+        started = h.execution_started(
+            instance_id="bench",
+            execution_id="exec",
+            name=orchestrator,
+            input_text=json.dumps(json.dumps(count)),
+            timestamp=self.clock,
+        )
+        self.episode([started], [])
+
+    def tick(self) -> datetime:
+        self.clock += timedelta(milliseconds=1)
+        return self.clock
+
+    def episode(self, received: list[h.HistoryEvent], decided: list[h.HistoryEvent]) -> None:
+        now = self.tick()
+        played = [{**e, "IsPlayed": True} for e in received]
+        self.events += [h.orchestrator_started(now), *played, *decided, h.orchestrator_completed(now)]
+
+    def final_payload(self, last: list[h.HistoryEvent]) -> str:
+        """The trigger payload of the last episode: the whole history plus the final completions."""
+        history = [*self.events, h.orchestrator_started(self.tick()), *last]
+        return json.dumps(
+            {
+                "history": history,
+                "input": json.dumps(self.count),
+                "instanceId": "bench",
+                "isReplaying": True,
+                "parentInstanceId": None,
+                "upperSchemaVersion": 1,
+                "upperSchemaVersionNew": 2,
+                "longRunningTimerIntervalDuration": "3.00:00:00",
+                "maximumShortTimerDuration": "6.00:00:00",
+                "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+            }
+        )
+
+
+def fan_out_payload(count: int) -> str:
+    builder = _HistoryBuilder(count, "FanOut")
+    scheduled = [h.task_scheduled(i, "Noop", builder.clock) for i in range(count)]
+    builder.events[-1:-1] = scheduled  # the first episode scheduled every activity
+    completions = [h.task_completed(i, json.dumps(i), builder.clock) for i in range(count)]
+    return builder.final_payload(completions)
+
+
+def chain_payload(count: int) -> str:
+    builder = _HistoryBuilder(count, "Chain")
+    builder.events[-1:-1] = [h.task_scheduled(0, "Noop", builder.clock)]
+    for i in range(count - 1):
+        builder.episode(
+            [h.task_completed(i, json.dumps(i), builder.clock)],
+            [h.task_scheduled(i + 1, "Noop", builder.clock)],
+        )
+    return builder.final_payload([h.task_completed(count - 1, json.dumps(count - 1), builder.clock)])
+
+
+def replay_once(handle: Callable[[Any], Any], payload: str) -> tuple[float, dict[str, Any]]:
+    """Seconds for the SDK to decode the payload and replay it; and the state it returned."""
+    started = time.perf_counter()
+    context = OrchestrationTriggerConverter.decode(meta.Datum(payload, "string"), trigger_metadata=None)
+    result = handle(context)
+    seconds = time.perf_counter() - started
+    text = result.value if isinstance(result, meta.Datum) else result
+    return seconds, json.loads(text)
+
+
+def measure_replay(count: int, repeats: int = 3) -> dict[str, Any]:
+    """Median replay time of the final history of a ``count`` fan-out and a ``count`` chain."""
+    figures: dict[str, Any] = {"count": count}
+    expected = count * (count - 1) // 2
+    shapes: list[tuple[str, Callable[..., Any], Callable[[int], str]]] = [
+        ("fanout", _fan_out, fan_out_payload),
+        ("chain", _chain, chain_payload),
+    ]
+    for shape, function, make_payload in shapes:
+        handle = df.Orchestrator.create(function)
+        payload = make_payload(count)
+        times = []
+        for _ in range(repeats):
+            seconds, state = replay_once(handle, payload)
+            if not state.get("isDone") or state.get("output") != expected:
+                raise RuntimeError(f"the hand-built {shape} history did not replay to its result: {state}")
+            times.append(seconds)
+        figures[f"{shape}_replay_s"] = sorted(times)[len(times) // 2]
+        figures[f"{shape}_events"] = len(json.loads(payload)["history"])
+    # Replay cost grows with the history, so replaying everything at each of a chain's N episodes
+    # costs about N/2 final replays.
+    figures["chain_full_replays_s"] = count / 2 * figures["chain_replay_s"]
+    return figures

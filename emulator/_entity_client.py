@@ -1,0 +1,80 @@
+"""The client side of durable entities: signal an entity, read its state, list entities."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from emulator import _history as h
+from emulator._entities import EntityState, entity_instance_id, parse_entity_instance_id, request_event
+from emulator._leases import LeaseKeeper
+from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage
+
+ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+
+
+@dataclass(frozen=True)
+class EntityEntry:
+    name: str
+    key: str
+    last_operation_time: datetime
+    state: str | None
+
+
+class EntityClient:
+    def __init__(self, storage: TaskHubStorage, leases: LeaseKeeper | None, deliver: ControlSink) -> None:
+        self._storage = storage
+        self._leases = leases
+        self._deliver = deliver
+
+    async def signal(self, name: str, key: str, operation: str, input_text: str | None) -> None:
+        """Fire and forget, like ``SignalEntityAsync``: the operation is queued for the entity."""
+        instance_id = entity_instance_id(name, key)
+        request = {
+            "op": operation,
+            "signal": True,
+            "input": input_text,
+            "id": str(uuid.uuid4()),
+            "timestamp": h.format_timestamp(h.utcnow()),
+        }
+        message = ControlMessage(instance_id, [request_event(request)], None)
+        lease = None if self._leases is None else self._leases.lease_seconds
+        handle = await self._storage.send_control(message, lease=lease)
+        self._deliver(message, handle if lease else None)
+
+    async def read(self, name: str, key: str) -> EntityState | None:
+        """The entity's state, or None when it does not exist (never created, or deleted)."""
+        record = await self._storage.read_instance(entity_instance_id(name, key))
+        if record is None:
+            return None
+        state = EntityState.from_json(record.input)
+        return state if state.exists else None
+
+    async def list(self, name: str | None = None) -> list[EntityEntry]:
+        entries: list[EntityEntry] = []
+        for record in await self._storage.query_instances():
+            if not record.instance_id.startswith("@"):
+                continue
+            entity_name, key = parse_entity_instance_id(record.instance_id)
+            if name is not None and entity_name != name.lower():
+                continue
+            state = EntityState.from_json(record.input)
+            if state.exists:
+                entries.append(EntityEntry(entity_name, key, record.last_updated_time, state.state))
+        return entries
+
+
+def signal_input(body: bytes, content_type: str) -> str | None:
+    """The operation input of an HTTP signal: JSON when the request says so, else the raw text."""
+    if not body.strip():
+        return None
+    text = body.decode("utf-8")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return json.dumps(text)
+    value: Any = json.loads(text)
+    # The Python client posts json.dumps(json.dumps(value)): the string already is the JSON text.
+    return value if isinstance(value, str) else json.dumps(value)

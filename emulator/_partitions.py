@@ -1,0 +1,171 @@
+"""Partition ownership: which host processes which control queue.
+
+Like the real provider's table partition manager (the ``{hub}Partitions`` table: one row per
+control queue with ``CurrentOwner``, ``NextOwner``, ``ExpiresAt``), every change is an
+ETag-conditional update, so two hosts can never both own a partition (durability invariant 7
+across hosts, on top of the history's own ETag check). Owners renew their rows; a dead host's
+rows expire and are claimed by the others. A host that owns less than its share asks for a
+partition by writing its name into ``NextOwner``; the owner hands it over on its next renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from emulator import _history as h
+
+logger = logging.getLogger("emulator.partitions")
+
+Listener = Callable[[int], None]
+
+
+class PartitionManager:
+    def __init__(
+        self,
+        table: TableClient,
+        queue_names: list[str],
+        owner: str,
+        *,
+        lease_seconds: float = 30.0,
+        on_acquired: Listener,
+        on_lost: Listener,
+    ) -> None:
+        self._table = table
+        self._queues = queue_names
+        self.owner = owner
+        self.lease = timedelta(seconds=lease_seconds)
+        self._on_acquired = on_acquired
+        self._on_lost = on_lost
+        self.owned: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.owned
+
+    async def start(self) -> None:
+        await self._ensure_rows()
+        await self.balance()
+        self._task = asyncio.create_task(self._loop(), name="partition-ownership")
+
+    async def stop(self, release: bool = True) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if release:
+            # A host that stops cleanly gives its partitions back at once.
+            for partition in list(self.owned):
+                with contextlib.suppress(Exception):
+                    row = await self._table.get_entity("", self._queues[partition])
+                    if row.get("CurrentOwner") == self.owner:
+                        await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
+            self.owned.clear()
+
+    async def _ensure_rows(self) -> None:
+        for name in self._queues:
+            with contextlib.suppress(ResourceExistsError):
+                await self._table.create_entity(
+                    {
+                        "PartitionKey": "",
+                        "RowKey": name,
+                        "CurrentOwner": "",
+                        "NextOwner": "",
+                        "ExpiresAt": h.utcnow(),
+                    }
+                )
+
+    async def _loop(self) -> None:
+        interval = max(self.lease.total_seconds() / 3.0, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.balance()
+            except Exception as exc:
+                logger.warning("Could not renew partition ownership (%s); retrying", exc)
+
+    async def _write(self, row: Any, changes: dict[str, Any]) -> bool:
+        entity = {"PartitionKey": "", "RowKey": row["RowKey"], **changes}
+        try:
+            await self._table.update_entity(
+                entity,
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    async def balance(self) -> None:
+        """Renew what we own, claim what is free or expired, and share with hosts that have less."""
+        now = h.utcnow()
+        rows = [r async for r in self._table.query_entities("PartitionKey eq ''")]
+        by_queue = {r["RowKey"]: r for r in rows}
+        owners = {
+            str(r["CurrentOwner"]) for r in rows if r.get("CurrentOwner") and _aware(r.get("ExpiresAt")) > now
+        } | {str(r["NextOwner"]) for r in rows if r.get("NextOwner")}
+        owners.add(self.owner)
+        fair_share = math.ceil(len(self._queues) / len(owners))
+        expires = now + self.lease
+        for partition, name in enumerate(self._queues):
+            row = by_queue.get(name)
+            if row is None:
+                continue
+            current = str(row.get("CurrentOwner") or "")
+            wanted_by = str(row.get("NextOwner") or "")
+            alive = current and _aware(row.get("ExpiresAt")) > now
+            if current == self.owner and alive:
+                if wanted_by and wanted_by != self.owner and len(self.owned) > fair_share:
+                    # Hand over to the host that asked: it claims the row once we clear it.
+                    if await self._write(row, {"CurrentOwner": "", "ExpiresAt": now}):
+                        self._lose(partition)
+                    continue
+                if await self._write(row, {"ExpiresAt": expires, "LastRenewal": now}):
+                    continue
+                self._lose(partition)
+            elif not alive or current == self.owner:
+                if wanted_by and wanted_by != self.owner and len(self.owned) >= fair_share:
+                    continue  # leave it to the host that asked for it
+                changes = {
+                    "CurrentOwner": self.owner,
+                    "NextOwner": "",
+                    "OwnedSince": now,
+                    "ExpiresAt": expires,
+                }
+                if await self._write(row, changes):
+                    self._gain(partition)
+                else:
+                    self._lose(partition)
+            else:
+                self._lose(partition)
+                if len(self.owned) < fair_share and not wanted_by:
+                    await self._write(row, {"NextOwner": self.owner})
+
+    def _gain(self, partition: int) -> None:
+        if partition not in self.owned:
+            self.owned.add(partition)
+            logger.info("Host '%s' now owns %s", self.owner, self._queues[partition])
+            self._on_acquired(partition)
+
+    def _lose(self, partition: int) -> None:
+        if partition in self.owned:
+            self.owned.discard(partition)
+            logger.info("Host '%s' no longer owns %s", self.owner, self._queues[partition])
+            self._on_lost(partition)
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=h.utcnow().tzinfo)
+    return value if value.tzinfo else value.replace(tzinfo=h.utcnow().tzinfo)

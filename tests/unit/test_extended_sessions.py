@@ -1,0 +1,126 @@
+"""Extended sessions decide exactly as full replays do: the same episodes through both paths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+
+from emulator import _history as h
+from emulator._history import EventType
+from tests.unit.episodes import EpisodeDriver
+from tests.unit.test_replay import _seed
+
+ACTIVITIES = [
+    "A",
+    "B",
+    "Flaky",
+    "ProcessCustomerActivity",
+    "GetOrderDetailsActivity",
+    "NotifyCustomerActivity",
+    "UpdateInventoryActivity",
+    "ScheduleShippingActivity",
+    "CompleteOrderActivity",
+    "GetCustomersActivity",
+]
+
+
+def _mixed(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """Touches every kind of task, plus the values that depend on replay position."""
+    ids = [str(context.new_uuid())]
+    first = yield context.call_activity("A", 1)
+    retry = df.RetryOptions(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=3)
+    flaky = yield context.call_activity_with_retry("Flaky", retry, 2)
+    timer = context.create_timer(context.current_utc_datetime + timedelta(minutes=1))
+    event = context.wait_for_external_event("Go")
+    winner = yield context.task_any([event, timer])
+    if winner == event:
+        timer.cancel()
+    ids.append(str(context.new_uuid()))
+    fan = yield context.task_all([context.call_activity("B", i) for i in range(3)])
+    context.set_custom_status({"seen": len(fan)})
+    child = (
+        yield context.call_sub_orchestrator("Mixed", None) if False else context.call_activity("A", "last")
+    )
+    return {
+        "first": first,
+        "flaky": flaky,
+        "fan": fan,
+        "child": child,
+        "ids": ids,
+        "replaying": context.is_replaying,
+        "now": context.current_utc_datetime.isoformat(),
+    }
+
+
+Scenario = Callable[[EpisodeDriver], None]
+
+
+def _run_mixed(driver: EpisodeDriver) -> None:
+    driver.start("Mixed")
+    driver.run(driver.completed(0, "one"))
+    driver.run(driver.failed(1, "Activity function 'Flaky' failed: E: no"))
+    driver.run(driver.fired(2))
+    driver.run(driver.completed(3, "flaky ok"))
+    driver.run(driver.raised("Go", "yes"))
+    driver.run(driver.completed(5, "b0"), driver.completed(7, "b2"))
+    driver.run(driver.completed(6, "b1"))
+    driver.run(driver.completed(8, "last"))
+
+
+def _run_customers(driver: EpisodeDriver) -> None:
+    driver.start("ProcessCustomers", [f"c{i}" for i in range(20)])
+    for i in reversed(range(20)):
+        driver.run(driver.completed(i, f"done {i}"))
+
+
+def _run_order(driver: EpisodeDriver) -> None:
+    driver.start("ProcessOrder")
+    order = {"orderId": "o", "customerId": "c", "items": [{"sku": "S", "quantity": 1}], "status": "Received"}
+    driver.run(driver.completed(0, order))
+    driver.run(driver.completed(2, {"S": 1}))
+    driver.run(driver.completed(1, "n"), driver.completed(3, {"t": 1}))
+    driver.run(driver.completed(4, "Completed"))
+
+
+SCENARIOS: dict[str, tuple[dict[str, Any], Scenario]] = {
+    "every task kind": ({"Mixed": df.Orchestrator.create(_mixed)}, _run_mixed),
+    "fan-out of 20 completed one by one": ({"ProcessCustomers": None}, _run_customers),
+    "ProcessOrder": ({"ProcessOrder": None}, _run_order),
+}
+
+
+def _rows(driver: EpisodeDriver) -> list[list[dict[str, Any]]]:
+    return [episode.rows for episode in driver.episodes]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_extended_sessions_make_the_same_decisions_as_full_replays(name: str) -> None:
+    orchestrators, scenario = SCENARIOS[name]
+    orchestrators = {k: v or _seed(k) for k, v in orchestrators.items()}
+    replayed = EpisodeDriver(orchestrators, ACTIVITIES, sessions=False)
+    kept = EpisodeDriver(orchestrators, ACTIVITIES, sessions=True)
+    scenario(replayed)
+    scenario(kept)
+    assert _rows(kept) == _rows(replayed)
+    assert [e.decisions.custom_status for e in kept.episodes] == [
+        e.decisions.custom_status for e in replayed.episodes
+    ]
+    final = kept.episodes[-1].decisions
+    assert final.status.name == "Completed", final.output
+    # The session really was kept: every episode after the first continued the live orchestration.
+    assert all(e.session is not None for e in kept.episodes[:-1])
+
+
+def test_the_mixed_scenario_sees_replay_flags_and_time_as_a_full_replay_does() -> None:
+    kept = EpisodeDriver({"Mixed": df.Orchestrator.create(_mixed)}, ACTIVITIES, sessions=True)
+    _run_mixed(kept)
+    output = json.loads(kept.episodes[-1].decisions.output or "{}")
+    last_started = [e for e in kept.history if e["EventType"] == EventType.OrchestratorStarted][-1]
+    assert output["now"] == h.parse_timestamp(last_started["Timestamp"]).isoformat()
+    assert output["replaying"] is False
+    assert len(set(output["ids"])) == 2
