@@ -25,7 +25,7 @@ _CONTENT_TYPES = {
     ".js": "text/javascript",
     ".svg": "image/svg+xml",
 }
-# Same origin only: a page that tried to load a CDN script or font would fail here as it would offline.
+# Same origin only: anything loaded from a CDN would break offline, so the policy makes it fail here too.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

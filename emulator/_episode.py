@@ -194,8 +194,7 @@ def _replay_once(
         state = OrchestratorState(is_done=False, actions=[], error=message)
         session = None
     elif session is not None and not session.finished:
-        # The episode's events are the tail of replay_history: OrchestratorStarted onwards.
-        state = session.resume(replay_history[-(len(new_events) + 1) :])
+        state = session.resume(replay_history)
     else:
         payload = orchestration_payload(
             instance_id=instance_id, history=replay_history, parent_instance_id=parent_id

@@ -112,9 +112,15 @@ class PartitionManager:
         now = h.utcnow()
         rows = [r async for r in self._table.query_entities("PartitionKey eq ''")]
         by_queue = {r["RowKey"]: r for r in rows}
+        # A request for a partition counts only while its host keeps renewing it: a host that died
+        # after asking must not hold a partition back forever.
+        stale = now - 2 * self.lease
+        wants = {
+            r["RowKey"]: str(r.get("NextOwner") or "") for r in rows if _aware(r.get("NextOwnerAt")) > stale
+        }
         owners = {
             str(r["CurrentOwner"]) for r in rows if r.get("CurrentOwner") and _aware(r.get("ExpiresAt")) > now
-        } | {str(r["NextOwner"]) for r in rows if r.get("NextOwner")}
+        } | {owner for owner in wants.values() if owner}
         owners.add(self.owner)
         fair_share = math.ceil(len(self._queues) / len(owners))
         expires = now + self.lease
@@ -123,7 +129,7 @@ class PartitionManager:
             if row is None:
                 continue
             current = str(row.get("CurrentOwner") or "")
-            wanted_by = str(row.get("NextOwner") or "")
+            wanted_by = wants.get(name, "")
             alive = current and _aware(row.get("ExpiresAt")) > now
             if current == self.owner and alive:
                 if wanted_by and wanted_by != self.owner and len(self.owned) > fair_share:
@@ -149,8 +155,8 @@ class PartitionManager:
                     self._lose(partition)
             else:
                 self._lose(partition)
-                if len(self.owned) < fair_share and not wanted_by:
-                    await self._write(row, {"NextOwner": self.owner})
+                if len(self.owned) < fair_share and wanted_by in ("", self.owner):
+                    await self._write(row, {"NextOwner": self.owner, "NextOwnerAt": now})
 
     def _gain(self, partition: int) -> None:
         if partition not in self.owned:

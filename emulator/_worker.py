@@ -189,6 +189,8 @@ class OrchestratorSession:
         self._executor = TaskOrchestrationExecutor()
         self._context: Any = None
         self.finished = False
+        #: How many events of the history the live orchestration has processed.
+        self._seen = 0
 
     @staticmethod
     def supports(handle: Callable[[Any], Any]) -> bool:
@@ -200,17 +202,24 @@ class OrchestratorSession:
         context = DurableOrchestrationContext.from_json(payload)
         context._input_expected_type = self._input_type
         self._context = context
+        self._seen = len(context.histories)
         return self._state(lambda: self._executor.execute(context, context.histories, self._function))
 
-    def resume(self, new_events: Sequence[HistoryEvent]) -> OrchestratorState:
-        """Apply one more episode's events (OrchestratorStarted first) to the live generator."""
+    def resume(self, history: Sequence[HistoryEvent]) -> OrchestratorState:
+        """Continue with the events of ``history`` (the whole history so far) not yet processed.
+
+        Those are the decisions the host appended after the last episode (the SDK needs an
+        EventSent to re-key an entity call, for one) and this episode's new events.
+        """
         from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
 
         executor, context = self._executor, self._context
+        unseen = history[self._seen :]
+        self._seen = len(history)
 
         def run() -> str:
             executor._is_processing_new_events = True
-            for raw in new_events:
+            for raw in unseen:
                 event = SdkEvent(**raw)
                 context._histories.append(event)
                 executor.process_event(event)

@@ -96,10 +96,10 @@ def test_no_signal_is_lost_or_applied_twice_when_the_host_is_killed(
     # A task hub of their own: the two hosts of this story are the only ones sharing it.
     hub = {"AzureFunctionsJobHost__extensions__durableTask__hubName": "EntitiesCrashHub"}
     first = SubprocessHost(
-        app, connection_string=storage_connection, lease_seconds=2, env=hub, log_path=tmp_path / "a.log"
+        app, connection_string=storage_connection, lease_seconds=4, env=hub, log_path=tmp_path / "a.log"
     )
     second = SubprocessHost(
-        app, connection_string=storage_connection, lease_seconds=2, env=hub, log_path=tmp_path / "b.log"
+        app, connection_string=storage_connection, lease_seconds=4, env=hub, log_path=tmp_path / "b.log"
     )
     try:
         first.start()

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from emulator._history_files import load_history
 from emulator._recorded_episodes import HistoryFileError
-from emulator.testing import DurableHost, assert_replays, replay_history
+from emulator.testing import DurableHost, DurableHosts, assert_replays, replay_history
 from tests.conftest import REPO_ROOT
 from tests.support import request
 
@@ -316,7 +317,16 @@ def test_the_command_line_refuses_unreadable_files_with_exit_status_2(tmp_path: 
 FEATURES_APP = REPO_ROOT / "tests" / "apps" / "orchestration_features"
 
 
-@pytest.mark.durable_host(str(FEATURES_APP))
+@pytest.fixture(scope="module")
+def features_on_own_hub(durable_hosts: DurableHosts) -> Iterator[DurableHost]:
+    # A task hub of its own: other tests start and stop hosts on the app's hub.
+    host = durable_hosts.start(FEATURES_APP)
+    try:
+        yield host
+    finally:
+        durable_hosts.stop(host)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "event"),
     [
@@ -330,16 +340,15 @@ FEATURES_APP = REPO_ROOT / "tests" / "apps" / "orchestration_features"
     ],
 )
 def test_fresh_histories_replay_in_every_shape(
-    name: str, value: Any, event: str | None, durable_host: DurableHost
+    name: str, value: Any, event: str | None, features_on_own_hub: DurableHost
 ) -> None:
-    instance_id = durable_host.start_orchestration(name, value)
+    host = features_on_own_hub
+    instance_id = host.start_orchestration(name, value)
     if event is not None:
-        durable_host.raise_event(instance_id, event, "yes")
-    status = durable_host.wait_for(instance_id, skip_timers=True)
+        host.raise_event(instance_id, event, "yes")
+    status = host.wait_for(instance_id, skip_timers=True)
     assert status.runtime_status.value == "Completed", status.output
-    assert_replays(durable_host.history(instance_id), script_root=FEATURES_APP)
+    assert_replays(host.history(instance_id), script_root=FEATURES_APP)
     query = "showHistory=true&showHistoryOutput=true&showInput=true"
-    reply = request(
-        "GET", f"{durable_host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}?{query}"
-    )
+    reply = request("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/{instance_id}?{query}")
     assert_replays(reply.json(), script_root=FEATURES_APP)

@@ -24,7 +24,7 @@ from tests.support import request, wait_for_status, wait_until
 
 CRASH_APP = TEST_APPS / "crash_app"
 #: Messages a killed host held come back after this many seconds.
-LEASE_SECONDS = 2.0
+LEASE_SECONDS = 4.0
 
 
 @pytest.fixture

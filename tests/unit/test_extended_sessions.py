@@ -57,7 +57,24 @@ def _mixed(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     }
 
 
+def _entities(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    counter = df.EntityId("Counter", "k")
+    first = yield context.call_entity(counter, "add", 5)
+    context.signal_entity(counter, "add", 1)
+    second = yield context.call_entity(counter, "get")
+    return [first, second]
+
+
 Scenario = Callable[[EpisodeDriver], None]
+
+
+def _run_entities(driver: EpisodeDriver) -> None:
+    """Answer each entity call with an EventRaised named after its request id, as the host does."""
+    episode = driver.start("Entities")
+    for value in (5, 6):
+        call = next(m for m in episode.decisions.entity_messages if not m.request.get("signal"))
+        response = h.event_raised(call.request["id"], json.dumps({"result": json.dumps(value)}), driver.clock)
+        episode = driver.run(response)
 
 
 def _run_mixed(driver: EpisodeDriver) -> None:
@@ -91,6 +108,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Scenario]] = {
     "every task kind": ({"Mixed": df.Orchestrator.create(_mixed)}, _run_mixed),
     "fan-out of 20 completed one by one": ({"ProcessCustomers": None}, _run_customers),
     "ProcessOrder": ({"ProcessOrder": None}, _run_order),
+    # An entity call is re-keyed by the SDK when it sees the host's EventSent: a live
+    # orchestration must be given the decisions appended after its last episode too.
+    "entity calls and signals": ({"Entities": df.Orchestrator.create(_entities)}, _run_entities),
 }
 
 
