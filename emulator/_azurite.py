@@ -172,10 +172,12 @@ class AzuriteNotInstalledError(RuntimeError):
 
     @classmethod
     def missing(cls) -> AzuriteNotInstalledError:
-        install = (
-            f"run `./dev setup` in the emulator repository ({REPO_ROOT}), "
-            f"or `npm install azurite@{AZURITE_VERSION}` in your function app directory"
-        )
+        in_app = f"`npm install azurite@{AZURITE_VERSION}` in your function app directory"
+        # Only a source checkout has a `dev` script; an installed package lives in site-packages.
+        if (REPO_ROOT / "dev").is_file() and (REPO_ROOT / "package.json").is_file():
+            install = f"run `./dev setup` in the emulator repository ({REPO_ROOT}), or {in_app}"
+        else:
+            install = f"run {in_app} (or put an `azurite` command on PATH)"
         if shutil.which("node") is None:
             return cls(
                 "Node.js was not found on PATH, and Azurite (the local Azure Storage emulator) runs on it. "

@@ -81,6 +81,7 @@ async def _serve(options: HostOptions, host: EmulatorHost) -> None:
     print()
     print(format_function_listing(host.index, host.base_url, host.settings.route_prefix))
     print()
+    logger.info("Dashboard: %s/dashboard", host.base_url)
     logger.info(
         "Host started on %s (task hub '%s'). Press Ctrl+C to stop.", host.base_url, host.settings.hub_name
     )

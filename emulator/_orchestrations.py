@@ -237,7 +237,7 @@ class OrchestrationDispatcher:
     # -- one episode ------------------------------------------------------------------------
 
     async def _episode(self, instance: _Instance) -> bool:
-        """Run one episode with every pending event; False when nothing could be applied."""
+        """Run one episode with every pending event; False when only deferred events are left."""
         batch, instance.pending = instance.pending, []
         instance.in_flight = batch
         try:
@@ -270,7 +270,8 @@ class OrchestrationDispatcher:
                 # updated the Instances row, so make sure the row tells what the history says.
                 await self._sync_instance_row(instance.instance_id, stored)
             await self._consume(consumed)
-            return False
+            # Events that arrived meanwhile still need an episode; only deferred ones may wait.
+            return len(instance.pending) > len(deferred)
 
         now = self._episode_time(instance)
         episode = await self._replay(instance.instance_id, stored.events, accepted, now, instance.session)

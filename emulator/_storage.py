@@ -454,23 +454,7 @@ class TaskHubStorage:
             entity = await self._instances.get_entity(escape_partition_key(instance_id), "")
         except ResourceNotFoundError:
             return None
-        row = dict(entity)
-        large = await self._restore_large_columns(row)
-        row.update(large)
-        return InstanceRecord(
-            instance_id=instance_id,
-            name=str(row.get("Name") or ""),
-            runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
-            execution_id=str(row.get("ExecutionId") or ""),
-            created_time=_aware(row.get("CreatedTime")),
-            last_updated_time=_aware(row.get("LastUpdatedTime")),
-            input=_text_or_none(row.get("Input")),
-            output=_text_or_none(row.get("Output")),
-            custom_status=_text_or_none(row.get("CustomStatus")),
-            completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
-            generation=int(row.get("Generation") or 0),
-            etag=entity.metadata["etag"],
-        )
+        return await self._instance_record(entity, fetch_input=True)
 
     async def write_pending_instance(self, record: InstanceRecord, replace_etag: str | None) -> bool:
         """Write the client's Pending row; False when an episode already wrote a newer one."""
@@ -509,9 +493,7 @@ class TaskHubStorage:
             self._instances.query_entities(filter_text) if filter_text else self._instances.list_entities()
         )
         async for entity in entities:
-            record = await self.read_instance(_unescape_partition_key(entity["PartitionKey"]))
-            if record is not None:
-                records.append(record)
+            records.append(await self._instance_record(entity, fetch_input=True))
         return records
 
     def _instance_row(self, record: InstanceRecord) -> dict[str, Any]:
