@@ -294,20 +294,8 @@ def _function_info(sdk_function: Any) -> FunctionInfo:
     )
     if trigger is None:
         trigger = next(b for b in bindings if str(b.get("type", "")).lower().endswith("trigger"))
-    trigger_type = str(trigger["type"])
     user_function = sdk_function.get_user_function()
-    alias_key = _DURABLE_ALIAS_KEYS.get(trigger_type.lower())
-    alias = trigger.get(alias_key) if alias_key else None
-    return FunctionInfo(
-        name=name,
-        trigger_type=trigger_type,
-        trigger=trigger,
-        bindings=bindings,
-        user_function=user_function,
-        is_async=inspect.iscoroutinefunction(user_function),
-        durable_name=alias if isinstance(alias, str) and alias else name,
-        python_name=getattr(user_function, "__name__", name),
-    )
+    return _function_info_of(name, trigger, bindings, user_function, getattr(user_function, "__name__", name))
 
 
 # -- the v1 programming model ---------------------------------------------------------------------
@@ -384,20 +372,8 @@ def _v1_function(root: Path, folder: Path) -> FunctionInfo | None:
             f"{script.relative_to(root).as_posix()}"
         )
     _check_v1_parameters(name, user_function, bindings)
-    trigger_type = str(trigger["type"])
-    alias_key = _DURABLE_ALIAS_KEYS.get(trigger_type.lower())
-    alias = trigger.get(alias_key) if alias_key else None
-    return FunctionInfo(
-        name=name,
-        trigger_type=trigger_type,
-        trigger=trigger,
-        bindings=bindings,
-        user_function=user_function,
-        is_async=inspect.iscoroutinefunction(user_function),
-        durable_name=alias if isinstance(alias, str) and alias else name,
-        # v1 functions are only ever called by their function name.
-        python_name=name,
-    )
+    # v1 functions are only ever called by their function name.
+    return _function_info_of(name, trigger, bindings, user_function, name)
 
 
 def _v1_script_file(folder: Path, script_file: Any, where: str) -> Path:
@@ -492,3 +468,26 @@ def format_function_listing(index: AppIndex, base_url: str, route_prefix: str) -
     if not entries:
         return ""
     return "Functions:\n\n" + "\n\n".join(entries)
+
+
+def _function_info_of(
+    name: str,
+    trigger: Mapping[str, Any],
+    bindings: tuple[Mapping[str, Any], ...],
+    user_function: Callable[..., Any],
+    python_name: str,
+) -> FunctionInfo:
+    """One FunctionInfo for both models: the durable name is the trigger's alias, if it has one."""
+    trigger_type = str(trigger["type"])
+    alias_key = _DURABLE_ALIAS_KEYS.get(trigger_type.lower())
+    alias = trigger.get(alias_key) if alias_key else None
+    return FunctionInfo(
+        name=name,
+        trigger_type=trigger_type,
+        trigger=trigger,
+        bindings=bindings,
+        user_function=user_function,
+        is_async=inspect.iscoroutinefunction(user_function),
+        durable_name=alias if isinstance(alias, str) and alias else name,
+        python_name=python_name,
+    )
