@@ -17,7 +17,7 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from ._azurite import DEV_ACCOUNT_NAME, AzuriteEndpoints, is_development_storage
+from ._azurite import DEV_ACCOUNT_NAME, AzuriteEndpoints, client_options, is_development_storage
 
 HOST_STORAGE_SETTING = "AzureWebJobsStorage"
 _PREFIX = "AzureWebJobs"
@@ -94,7 +94,7 @@ class StorageAccounts:
         key = (kind, self.connection_string(connection))
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = factory(key[1])
+            client = self._clients[key] = factory(key[1], **client_options(key[1]))
         return client
 
     async def close(self) -> None:

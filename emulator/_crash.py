@@ -20,8 +20,8 @@ POINTS = {
     "history-between-batches": "one of several history transactions of an episode is written",
     "episode-after-history": "an episode's history is written, the Instances row is not updated",
     "episode-after-instance": "the Instances row is updated, the consumed messages are not deleted",
-    "activity-after-run": "an activity ran, its result is not stored yet",
-    "activity-after-result": "an activity's result is stored, its work item is not deleted",
+    "activity-after-run": "an activity ran, its result is not handed to its orchestration yet",
+    "activity-after-handoff": "an activity's result waits in memory for the episode that records it",
 }
 
 _lock = threading.Lock()

@@ -161,9 +161,12 @@ def execution_started(
     )
 
 
-def task_scheduled(event_id: int, name: str, timestamp: datetime) -> HistoryEvent:
-    # Inputs stay out of history rows, as with storeInputsInOrchestrationHistory=false.
-    return _event(EventType.TaskScheduled, timestamp, event_id, Name=name, Version="", Input=None)
+def task_scheduled(
+    event_id: int, name: str, timestamp: datetime, input_text: str | None = None
+) -> HistoryEvent:
+    # The input is kept in the row (like storeInputsInOrchestrationHistory=true): the history is
+    # the durable record an activity is dispatched from again after a crash.
+    return _event(EventType.TaskScheduled, timestamp, event_id, Name=name, Version="", Input=input_text)
 
 
 def task_completed(scheduled_id: int, result: str | None, timestamp: datetime) -> HistoryEvent:

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator._accounts import StorageAccounts
-from emulator._activities import ActivityDispatcher, CompletionSender
+from emulator._activities import ActivityDispatcher
 from emulator._app_index import AppIndex, FunctionInfo, load_app
 from emulator._auth import FunctionKeys
 from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
@@ -35,7 +35,7 @@ from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
-from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -72,11 +72,9 @@ class EmulatorHost:
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
         self._wake: list[asyncio.Event] = []
-        self._work_wake = asyncio.Event()
         self._leases: LeaseKeeper | None = None
         self._orchestrations: OrchestrationDispatcher | None = None
         self._activities: ActivityDispatcher | None = None
-        self._completions: CompletionSender | None = None
         self._timers: TimerScheduler | None = None
         self._partitions: PartitionManager | None = None
         self._entities: EntityDispatcher | None = None
@@ -136,25 +134,22 @@ class EmulatorHost:
         )
         entities.connect(self._route_control)
         timers = self._timers = TimerScheduler(self.clock, leases, self._deliver_owned)
-        completions = self._completions = CompletionSender(storage, leases, self._route_control)
         activities = self._activities = ActivityDispatcher(
-            storage=storage,
             index=index,
             invocations=self.invocations,
-            leases=leases,
-            completions=completions,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
         )
+        activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
-        orchestrations.connect(activities.submit, timers.schedule, self._route_control)
+        orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
         self._partitions = PartitionManager(
             storage.partitions_table(),
             storage.control_queue_names,
             f"{socket.gethostname()}-{os.getpid()}-{self.options.port}",
             # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
             lease_seconds=min(30.0, leases.lease_seconds),
-            on_acquired=lambda partition: self._wake[partition].set(),
+            on_acquired=self._partition_acquired,
             on_lost=self._partition_lost,
         )
         self.client = DurableClientService(
@@ -204,12 +199,10 @@ class EmulatorHost:
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 
         leases.start()
-        completions.start()
         timers.start()
         await self._partitions.start()
         for partition in range(storage.partition_count):
             self._spawn(self._poll_control(partition), f"poll-control-{partition:02d}")
-        self._spawn(self._poll_work(), "poll-workitems")
 
         # -- timer, queue and blob triggers; storage for input and output bindings ------------------
         self._accounts = StorageAccounts(settings.storage_connection_name, connection_string)
@@ -253,8 +246,6 @@ class EmulatorHost:
             await self._runner.cleanup()
         if self._timers is not None:
             await self._timers.stop()
-        if self._completions is not None:
-            await self._completions.stop()
         if self._activities is not None:
             await self._activities.close()
         if self._orchestrations is not None:
@@ -341,6 +332,45 @@ class EmulatorHost:
         else:
             self._orchestrations.deliver(message, handle)
 
+    def _activity_result(self, item: WorkItem, event: dict[str, Any]) -> None:
+        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
+        if self._partitions.owns(self.storage.partition_of(item.instance_id)):
+            self._orchestrations.deliver_result(item, event)
+        else:
+            # The partition's new owner dispatched this activity again from the history.
+            logger.debug(
+                "Dropping the result of activity '%s' of '%s': its partition moved to another host",
+                item.name,
+                item.instance_id,
+            )
+
+    def _partition_acquired(self, partition: int) -> None:
+        self._wake[partition].set()
+        self._spawn(self._recover_partition(partition), f"recover-partition-{partition:02d}")
+
+    async def _recover_partition(self, partition: int) -> None:
+        """Load the unfinished instances of a newly owned partition: their activities without a
+        result in history may have been lost with the host that ran them."""
+        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
+        backoff = 0.5
+        while self._partitions.owns(partition):
+            try:
+                ids = await self.storage.instances_in_progress()
+                break
+            except Exception as exc:
+                logger.warning(
+                    "Could not list the unfinished instances (%s); retrying in %.1f s", exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        else:
+            return
+        mine = [i for i in ids if self.storage.partition_of(i) == partition and not i.startswith("@")]
+        if mine:
+            logger.info("Partition %d: loading %d unfinished orchestrations", partition, len(mine))
+        for instance_id in mine:
+            self._orchestrations.recover(instance_id)
+
     def _partition_lost(self, partition: int) -> None:
         assert self._orchestrations is not None and self._timers is not None and self.storage is not None
         storage = self.storage
@@ -388,25 +418,6 @@ class EmulatorHost:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake[partition].wait(), interval)
             self._wake[partition].clear()
-            interval = min(interval * 2, self.options.max_poll_interval)
-
-    async def _poll_work(self) -> None:
-        assert self.storage is not None and self._activities is not None
-        interval = 0.05
-        while True:
-            try:
-                works = await self.storage.receive_work(self._leases_seconds())
-            except Exception as exc:
-                logger.warning("Could not read the work-item queue (%s); retrying", exc)
-                works = []
-                interval = self.options.max_poll_interval
-            if works:
-                self._activities.submit(works)
-                interval = 0.05
-                continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._work_wake.wait(), interval)
-            self._work_wake.clear()
             interval = min(interval * 2, self.options.max_poll_interval)
 
 

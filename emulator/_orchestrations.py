@@ -5,12 +5,18 @@ that arrive while an episode runs wait and go into the next episode together, so
 many completions costs few replays. One episode follows the real provider's checkpoint order
 (host-behaviour.md 4.5):
 
-1. send the outbound work (activities, timers, sub-orchestrations, results to a parent) -
-   invariant 2: the events this episode consumed are still in their queue messages, so
-   recovery rebuilds the same episode;
+1. send the outbound messages (timers, sub-orchestrations, entity operations, results to a
+   parent) - invariant 2: the events this episode consumed are still in their queue messages
+   (activity results that exist only in memory are first written to one), so recovery
+   rebuilds the same episode;
 2. append the history rows under the sentinel ETag - invariant 1;
-3. merge the Instances row - invariant 5: the API reads only what is stored;
-4. delete the consumed messages - invariant 3.
+3. hand the new activities to the activity dispatcher: their ``TaskScheduled`` rows are their
+   durable record, and whoever loads the history next dispatches the ones without a result;
+4. merge the Instances row - invariant 5: the API reads only what is stored;
+5. delete the consumed messages - invariant 3.
+
+Activity results come back in memory and are recorded by the next episode's history, so a step
+of a chain costs one storage write on its critical path.
 
 Duplicate and stale events are recognised and dropped before the replay (invariant 6).
 """
@@ -34,12 +40,11 @@ from emulator._episode import Episode, execute_episode
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
-from emulator._replay import EpisodeDecisions, KnownFunctions
+from emulator._replay import HTTP_ACTIVITY, EpisodeDecisions, KnownFunctions
 from emulator._storage import (
     ControlMessage,
     HistoryConflictError,
     MessageHandle,
-    ReceivedWork,
     StoredHistory,
     TaskHubStorage,
     WorkItem,
@@ -49,7 +54,7 @@ from emulator._worker import OrchestratorSession
 
 logger = logging.getLogger("emulator.orchestrations")
 
-WorkSink = Callable[[list[ReceivedWork]], None]
+WorkSink = Callable[[list[WorkItem]], None]
 TimerSink = Callable[[ControlMessage, MessageHandle | None, datetime], None]
 ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
 
@@ -75,6 +80,9 @@ class _Delivery:
 
     message: ControlMessage
     handle: MessageHandle | None
+    #: The events exist only in memory (activity results): nothing to acknowledge, and a
+    #: crash loses them, which the activities' TaskScheduled rows make up for.
+    volatile: bool = False
 
 
 @dataclass
@@ -88,6 +96,15 @@ class _Instance:
     session: OrchestratorSession | None = None
     #: The events of the episode under way (out of ``pending`` while it runs).
     in_flight: list[tuple[HistoryEvent, _Delivery]] = field(default_factory=list)
+    #: (execution id, task id) of activities handed to the dispatcher whose result is not
+    #: recorded yet, so that loading the history again does not dispatch them twice.
+    outstanding: set[tuple[str, int]] = field(default_factory=set)
+    #: Load the history and dispatch its activities without a result (after a restart or a
+    #: partition takeover), even with no event waiting.
+    recovering: bool = False
+    #: The Instances row write and message deletes of the last episode, done off the critical
+    #: path but in episode order.
+    follow_up: asyncio.Task[None] | None = None
 
 
 def known_functions(index: AppIndex) -> KnownFunctions:
@@ -134,7 +151,6 @@ class OrchestrationDispatcher:
         self._work_sink: WorkSink | None = None
         self._timer_sink: TimerSink | None = None
         self._control_sink: ControlSink | None = None
-        self._status_listeners: list[Callable[[str], None]] = []
 
     def connect(self, work_sink: WorkSink, timer_sink: TimerSink, control_sink: ControlSink) -> None:
         self._work_sink = work_sink
@@ -146,26 +162,19 @@ class OrchestrationDispatcher:
         handles: list[MessageHandle] = []
         for instance_id in [i for i in self._instances if belongs(i)]:
             instance = self._instances.pop(instance_id)
-            if instance.task is not None:
-                instance.task.cancel()
+            for task in (instance.task, instance.follow_up):
+                if task is not None:
+                    task.cancel()
             events = [*instance.in_flight, *instance.pending]
             handles += list({id(d.handle): d.handle for _, d in events if d.handle is not None}.values())
         return handles
 
-    def add_status_listener(self, listener: Callable[[str], None]) -> None:
-        self._status_listeners.append(listener)
-
     async def close(self) -> None:
-        tasks = [i.task for i in self._instances.values() if i.task is not None]
+        tasks = [t for i in self._instances.values() for t in (i.task, i.follow_up) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def busy(self) -> bool:
-        """Some instance has events waiting or an episode running."""
-        return any(i.task is not None for i in self._instances.values())
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -178,6 +187,25 @@ class OrchestrationDispatcher:
         if instance is None:
             instance = self._instances[message.instance_id] = _Instance(message.instance_id)
         instance.pending.extend((event, delivery) for event in message.events)
+        self._wake(instance)
+
+    def deliver_result(self, item: WorkItem, event: HistoryEvent) -> None:
+        """Queue an activity's result (held in memory until an episode records it)."""
+        message = ControlMessage(item.instance_id, [event], item.execution_id)
+        instance = self._instances.get(item.instance_id)
+        if instance is None:
+            instance = self._instances[item.instance_id] = _Instance(item.instance_id)
+        instance.pending.append((event, _Delivery(message, None, volatile=True)))
+        self._wake(instance)
+
+    def recover(self, instance_id: str) -> None:
+        """Load an instance this host now owns, to dispatch its activities that have no result."""
+        if instance_id in self._instances:
+            return  # already in memory: its history was (or will be) loaded with that check
+        instance = self._instances[instance_id] = _Instance(instance_id, recovering=True)
+        self._wake(instance)
+
+    def _wake(self, instance: _Instance) -> None:
         if instance.task is None:
             instance.task = asyncio.get_running_loop().create_task(
                 self._run(instance), name=f"orchestration:{instance.instance_id}"
@@ -186,9 +214,12 @@ class OrchestrationDispatcher:
     async def _run(self, instance: _Instance) -> None:
         backoff = 0.5
         try:
-            while instance.pending:
+            while instance.pending or instance.recovering:
                 try:
                     async with self._slots:
+                        if instance.recovering:
+                            await self._recover(instance)
+                            continue
                         progressed = await self._episode(instance)
                 except HistoryConflictError:
                     # Another writer checkpointed this instance: reload the history and decide again.
@@ -230,7 +261,11 @@ class OrchestrationDispatcher:
         if instance.history is None:
             return
         self._instances[instance.instance_id] = instance  # re-inserted last: most recently used
-        idle = [i for i in self._instances.values() if i.task is None and not i.pending]
+        idle = [
+            i
+            for i in self._instances.values()
+            if i.task is None and not i.pending and not i.outstanding and _settled(i.follow_up)
+        ]
         for evicted in idle[: max(0, len(idle) - self._max_idle)]:
             self._instances.pop(evicted.instance_id, None)
 
@@ -255,8 +290,8 @@ class OrchestrationDispatcher:
         self, instance: _Instance, batch: list[tuple[HistoryEvent, _Delivery]]
     ) -> bool:
         if instance.history is None:
-            instance.session = None
-            instance.history = await self._storage.read_history(instance.instance_id)
+            await self._load_history(instance)
+        assert instance.history is not None
         stored, accepted, deferred = self._reconcile(instance.instance_id, instance.history, batch)
         if stored is not instance.history:
             instance.session = None  # a new execution replaces a finished one
@@ -268,8 +303,11 @@ class OrchestrationDispatcher:
             if consumed and stored.events:
                 # Only redeliveries: the host that checkpointed them may have died before it
                 # updated the Instances row, so make sure the row tells what the history says.
+                if instance.follow_up is not None:
+                    await asyncio.shield(instance.follow_up)
                 await self._sync_instance_row(instance.instance_id, stored)
             await self._consume(consumed)
+            self._settle(instance, batch)
             # Events that arrived meanwhile still need an episode; only deferred ones may wait.
             return len(instance.pending) > len(deferred)
 
@@ -278,10 +316,13 @@ class OrchestrationDispatcher:
         instance.session = None
         decisions = episode.decisions
 
-        # Work is made durable before the history, but handed to this host's dispatchers only
-        # after it: an episode lost to a crash then never ran work that the replayed episode
-        # sends again, which keeps every activity at no more than two runs.
+        # Messages are made durable before the history, but handed to this host's dispatchers
+        # only after it: an episode lost to a crash then never ran work that the replayed
+        # episode sends again, which keeps every activity at no more than two runs.
         handoffs: list[Callable[[], None]] = []
+        if self._sends_messages(episode) and any(d.volatile for _, d in batch):
+            # Invariant 2: what this episode consumed must be durable before it sends anything.
+            consumed.append(await self._persist_volatile(instance.instance_id, batch))
         for generation in episode.generations:
             handoffs += await self._send_outbound(instance.instance_id, episode, generation)
         if decisions.is_finished:
@@ -297,15 +338,17 @@ class OrchestrationDispatcher:
         crash_point("episode-after-history")
         for handoff in handoffs:
             handoff()
-        await self._storage.merge_instance(
-            instance.instance_id, self._instance_columns(episode, accepted, now)
-        )
-        crash_point("episode-after-instance")
         instance.pending = deferred + instance.pending
-        await self._consume(consumed)
-        for listener in self._status_listeners:
-            listener(instance.instance_id)
+        self._settle(instance, batch)
+        # The next episode need not wait for the status and the acknowledgements (invariants 5
+        # and 3 hold: both follow the history); they are written in episode order behind it.
+        columns = self._instance_columns(episode, accepted, now)
+        instance.follow_up = asyncio.get_running_loop().create_task(
+            self._follow_up(instance.instance_id, instance.follow_up, columns, consumed)
+        )
         if decisions.is_finished:
+            # The final status is what callers wait for; nothing may overtake it.
+            await asyncio.shield(instance.follow_up)
             logger.info(
                 "Orchestration '%s' (%s) %s",
                 episode.name,
@@ -315,6 +358,101 @@ class OrchestrationDispatcher:
             instance.history = None
             instance.session = None
         return True
+
+    async def _load_history(self, instance: _Instance) -> None:
+        """Read the history and dispatch its activities that have no result and are not running."""
+        instance.session = None
+        history = instance.history = await self._storage.read_history(instance.instance_id)
+        if history.execution_id is None or self._work_sink is None:
+            return
+        scheduled: dict[int, HistoryEvent] = {}
+        for event in history.events:
+            kind = h.event_type(event)
+            if kind == EventType.TaskScheduled:
+                scheduled[int(event["EventId"])] = event
+            elif kind in (EventType.TaskCompleted, EventType.TaskFailed):
+                scheduled.pop(int(event["TaskScheduledId"]), None)
+            elif kind == EventType.ExecutionCompleted:
+                return  # a finished orchestration needs no more results
+        execution_id = history.execution_id
+        items = [
+            _work_item(instance.instance_id, execution_id, task_id, event)
+            for task_id, event in scheduled.items()
+            if (execution_id, task_id) not in instance.outstanding
+        ]
+        if items:
+            logger.info(
+                "Dispatching %d activities of '%s' again that have no result in its history",
+                len(items),
+                instance.instance_id,
+            )
+            instance.outstanding.update((execution_id, item.task_id) for item in items)
+            self._work_sink(items)
+
+    async def _recover(self, instance: _Instance) -> None:
+        await self._load_history(instance)
+        assert instance.history is not None
+        if instance.history.events:
+            # The last episode may have recorded results that lived only in memory and died
+            # before the Instances row followed: no message comes back to trigger the catch-up.
+            await self._sync_instance_row(instance.instance_id, instance.history)
+        instance.recovering = False
+
+    def _settle(self, instance: _Instance, batch: list[tuple[HistoryEvent, _Delivery]]) -> None:
+        """Forget the outstanding activities whose results this episode recorded or dropped."""
+        for event, delivery in batch:
+            key = h.completion_key(event)
+            if delivery.volatile and key is not None and delivery.message.execution_id is not None:
+                instance.outstanding.discard((delivery.message.execution_id, key))
+
+    @staticmethod
+    def _sends_messages(episode: Episode) -> bool:
+        decisions = episode.decisions
+        if decisions.is_finished and episode.started.get("ParentInstance"):
+            return True
+        return any(g.timers or g.sub_orchestrations or g.entity_messages for g in episode.generations)
+
+    async def _persist_volatile(
+        self, instance_id: str, batch: list[tuple[HistoryEvent, _Delivery]]
+    ) -> _Delivery:
+        """Write the in-memory activity results of a batch to a control message of their own."""
+        events = [e for e, d in batch if d.volatile]
+        execution_id = next(d.message.execution_id for _, d in batch if d.volatile)
+        message = ControlMessage(instance_id, events, execution_id)
+        handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+        self._leases.hold(handle)
+        return _Delivery(message, handle)
+
+    async def _follow_up(
+        self,
+        instance_id: str,
+        previous: asyncio.Task[None] | None,
+        columns: dict[str, Any],
+        consumed: list[_Delivery],
+    ) -> None:
+        if previous is not None:
+            await previous
+        backoff = 0.5
+        while True:
+            try:
+                await self._storage.merge_instance(instance_id, columns)
+                break
+            except Exception as exc:
+                logger.warning(
+                    "The status of '%s' could not be stored (%s: %s); retrying in %.1f s",
+                    instance_id,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        crash_point("episode-after-instance")
+        try:
+            await self._consume(consumed)
+        except Exception as exc:
+            # The messages come back after their lease and are dropped as duplicates then.
+            logger.debug("Could not delete consumed messages of '%s': %s", instance_id, exc)
 
     async def _sync_instance_row(self, instance_id: str, stored: StoredHistory) -> None:
         started = next((e for e in stored.events if h.event_type(e) == EventType.ExecutionStarted), None)
@@ -495,14 +633,12 @@ class OrchestrationDispatcher:
         """Make the episode's work durable; return how to hand it to this host's dispatchers."""
         handoffs: list[Callable[[], None]] = []
         execution_id = episode.execution_id
-        if decisions.activities:
+        if decisions.activities and self._work_sink is not None:
             items = [
                 WorkItem(instance_id, execution_id, a.task_id, a.name, a.input, a.http_request)
                 for a in decisions.activities
             ]
-            sent = await self._storage.send_work_items(items, lease=self._leases.lease_seconds)
-            if self._work_sink is not None:
-                handoffs.append(functools.partial(self._work_sink, sent))
+            handoffs.append(functools.partial(self._dispatch, instance_id, items))
         for timer in decisions.timers:
             fire_at = h.parse_timestamp(timer.fire_at)
             message = ControlMessage(
@@ -539,6 +675,13 @@ class OrchestrationDispatcher:
         for target, requests in by_entity.items():
             handoffs.append(await self._send_control(ControlMessage(target, requests, None)))
         return handoffs
+
+    def _dispatch(self, instance_id: str, items: list[WorkItem]) -> None:
+        instance = self._instances.get(instance_id)
+        if instance is not None:
+            instance.outstanding.update((item.execution_id, item.task_id) for item in items)
+        assert self._work_sink is not None
+        self._work_sink(items)
 
     async def _notify_parent(self, episode: Episode, now: datetime) -> list[Callable[[], None]]:
         parent = episode.started.get("ParentInstance")
@@ -612,3 +755,15 @@ def _execution_in(events: list[HistoryEvent]) -> str | None:
 
 def _json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def _work_item(instance_id: str, execution_id: str, task_id: int, scheduled: HistoryEvent) -> WorkItem:
+    """The work item of a TaskScheduled row (the built-in HTTP activity's input is its request)."""
+    name, input_text = str(scheduled.get("Name") or ""), scheduled.get("Input")
+    if name == HTTP_ACTIVITY and input_text:
+        return WorkItem(instance_id, execution_id, task_id, name, None, json.loads(input_text))
+    return WorkItem(instance_id, execution_id, task_id, name, input_text)
+
+
+def _settled(task: asyncio.Task[None] | None) -> bool:
+    return task is None or task.done()

@@ -346,8 +346,10 @@ class _Walk:
             raise ValueError(unknown_function_message(name, "activity", self.known.activities))
         task_id = self._take_id()
         if not self._in_history(task_id, EventType.TaskScheduled, name):
-            self.decisions.new_events.append(h.task_scheduled(task_id, name, self.now))
             request = action.get("httpRequest") if http else None
+            # The built-in HTTP activity's input is the request, as the host serialises it.
+            input_text = json.dumps(request) if request is not None else action.get("input")
+            self.decisions.new_events.append(h.task_scheduled(task_id, name, self.now, input_text))
             self.decisions.activities.append(ActivityWork(task_id, name, action.get("input"), request))
         return self._outcome(task_id)
 

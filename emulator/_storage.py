@@ -6,9 +6,10 @@ Storage Explorer and other tools read what the emulator writes:
 * ``{hub}History``: one partition per instance, RowKey = 16-digit hex position, plus the
   ``sentinel`` row whose ETag guards every append (durability invariant 1).
 * ``{hub}Instances``: one row per instance (RowKey ``""``), the status the API reports.
-* ``{hub}-control-NN`` queues carry orchestration events, ``{hub}-workitems`` activity work.
-  Unlike the real provider, one message carries many events or work items: Azurite slows down
-  with the number of stored messages, so queues are kept shallow by batching.
+* ``{hub}-control-NN`` queues carry orchestration events. Unlike the real provider, one message
+  carries many events (Azurite slows down with the number of stored messages), and activities
+  travel in memory from the history's ``TaskScheduled`` rows (see ``_orchestrations``), so
+  ``{hub}-workitems`` is created for the layout but stays empty.
 
 Everything that is durable goes through this module; the engine above it holds only caches.
 """
@@ -33,14 +34,16 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
 from emulator import _history as h
+from emulator._azurite import client_options
 from emulator._crash import crash_point
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
+from emulator._table_batch import Operation, TransactionFailed, submit_transaction
 
 logger = logging.getLogger("emulator.storage")
 
@@ -157,37 +160,6 @@ class WorkItem:
     #: The DurableHttpRequest of a ``call_http`` (the built-in HTTP activity).
     http_request: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        raw: dict[str, Any] = {
-            "instanceId": self.instance_id,
-            "executionId": self.execution_id,
-            "taskId": self.task_id,
-            "name": self.name,
-            "input": self.input,
-        }
-        if self.http_request is not None:
-            raw["httpRequest"] = self.http_request
-        return raw
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> WorkItem:
-        return cls(
-            str(raw["instanceId"]),
-            str(raw["executionId"]),
-            int(raw["taskId"]),
-            str(raw["name"]),
-            raw["input"],
-            raw.get("httpRequest"),
-        )
-
-
-@dataclass
-class ReceivedWork:
-    """A work-item message: several activities acknowledged together."""
-
-    items: list[WorkItem]
-    handle: MessageHandle
-
 
 def history_row(partition_key: str, index: int, execution_id: str, event: HistoryEvent) -> dict[str, Any]:
     """A History table row: enum names, ``_Timestamp``, nested objects as JSON text."""
@@ -271,9 +243,10 @@ class TaskHubStorage:
         self.partitions_table_name = f"{hub_name}Partitions"
         self.leases_container = f"{lower}-leases"
         self.large_messages_container = f"{lower}-largemessages"
-        self._tables = TableServiceClient.from_connection_string(connection_string)
-        self._queues = QueueServiceClient.from_connection_string(connection_string)
-        self._blobs = BlobServiceClient.from_connection_string(connection_string)
+        options = client_options(connection_string)
+        self._tables = TableServiceClient.from_connection_string(connection_string, **options)
+        self._queues = QueueServiceClient.from_connection_string(connection_string, **options)
+        self._blobs = BlobServiceClient.from_connection_string(connection_string, **options)
         self._history = self._tables.get_table_client(self.history_table_name)
         self._instances = self._tables.get_table_client(self.instances_table_name)
         self._large = self._blobs.get_container_client(self.large_messages_container)
@@ -404,31 +377,23 @@ class TaskHubStorage:
             }
             if last:
                 sentinel["HistoryEventCount"] = committed_count + len(rows)
-            operations: list[Any] = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in chunk]
+            operations = [Operation("upsert", row) for row in chunk]
             if etag is None:
                 sentinel.setdefault("HistoryEventCount", committed_count)
-                operations.append(("create", sentinel))
+                operations.append(Operation("insert", sentinel))
             else:
-                operations.append(
-                    (
-                        "update",
-                        sentinel,
-                        {
-                            "mode": UpdateMode.MERGE,
-                            "etag": etag,
-                            "match_condition": MatchConditions.IfNotModified,
-                        },
-                    )
-                )
+                operations.append(Operation("merge", sentinel, etag))
             try:
-                results = await self._history.submit_transaction(operations)
-            except TableTransactionError as exc:
+                etags = await submit_transaction(self._history, operations)
+            except TransactionFailed as exc:
                 if exc.status_code in (409, 412):
                     raise HistoryConflictError(
                         f"History of instance '{instance_id}' was changed by another writer"
                     ) from exc
                 raise
-            etag = str(results[-1]["etag"])
+            etag = etags[-1]
+            if etag is None:
+                raise HttpResponseError(message=f"The history append of '{instance_id}' returned no ETag")
             if not last:
                 crash_point("history-between-batches")
         assert etag is not None
@@ -486,6 +451,15 @@ class TaskHubStorage:
         except ResourceNotFoundError:
             return False
         return True
+
+    async def instances_in_progress(self) -> list[str]:
+        """Ids of the orchestrations that have not finished (Pending, Running, Suspended...)."""
+        statuses = ("Pending", "Running", "Suspended", "ContinuedAsNew")
+        query = " or ".join(f"RuntimeStatus eq '{status}'" for status in statuses)
+        ids: list[str] = []
+        async for entity in self._instances.query_entities(query, select=["PartitionKey"]):
+            ids.append(_unescape_partition_key(str(entity["PartitionKey"])))
+        return ids
 
     async def query_instances(self, filter_text: str | None = None) -> list[InstanceRecord]:
         records: list[InstanceRecord] = []
@@ -553,31 +527,6 @@ class TaskHubStorage:
             lease=lease,
         )
 
-    async def send_work_items(
-        self, items: Sequence[WorkItem], *, lease: float | None = None
-    ) -> list[ReceivedWork]:
-        """Pack work items into as few messages as the size limit allows."""
-        batches: list[list[WorkItem]] = []
-        current: list[WorkItem] = []
-        size = 0
-        for item in items:
-            item_size = len(json.dumps(item.to_json())) + 1
-            if current and size + item_size > MAX_INLINE_MESSAGE_BYTES:
-                batches.append(current)
-                current, size = [], 0
-            current.append(item)
-            size += item_size
-        if current:
-            batches.append(current)
-        sent: list[ReceivedWork] = []
-        for batch in batches:
-            payload = {"workItems": [i.to_json() for i in batch]}
-            handle = await self._send(
-                self.work_item_queue_name, payload, batch[0].instance_id, delay=0, lease=lease
-            )
-            sent.append(ReceivedWork(batch, handle))
-        return sent
-
     async def receive_control(
         self, partition: int, visibility: float, max_messages: int = 32
     ) -> list[tuple[ControlMessage, MessageHandle]]:
@@ -594,19 +543,6 @@ class TaskHubStorage:
                     MessageHandle(queue_name, str(msg.id), str(msg.pop_receipt), blob_name),
                 )
             )
-            if len(out) >= max_messages:
-                break
-        return out
-
-    async def receive_work(self, visibility: float, max_messages: int = 32) -> list[ReceivedWork]:
-        queue = self._queues.get_queue_client(self.work_item_queue_name)
-        out: list[ReceivedWork] = []
-        async for msg in queue.receive_messages(
-            max_messages=max_messages, visibility_timeout=int(visibility)
-        ):
-            payload, blob_name = await self._decode_message(msg.content)
-            handle = MessageHandle(self.work_item_queue_name, str(msg.id), str(msg.pop_receipt), blob_name)
-            out.append(ReceivedWork([WorkItem.from_json(i) for i in payload["workItems"]], handle))
             if len(out) >= max_messages:
                 break
         return out

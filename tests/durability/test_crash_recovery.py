@@ -84,7 +84,7 @@ ITEMS = [f"c{i:03d}" for i in range(200)]
         "episode-after-history:1",
         "episode-after-instance:2",
         "activity-after-run:60",
-        "activity-after-result:1",
+        "activity-after-handoff:1",  # a result lost with the host is dispatched again
     ],
 )
 def test_fan_out_of_200_survives_a_kill(

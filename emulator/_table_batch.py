@@ -1,0 +1,129 @@
+"""Entity-group transactions of the Table service, encoded directly.
+
+The Tables SDK builds and parses a transaction's ``multipart/mixed`` body with the ``email``
+package, which cost about half of the host's CPU in fan-outs (35 ms of Python per 100-entity
+transaction against under 10 ms inside Azurite). History appends are the engine's hottest
+write, so they use this encoder: the same OData ``$batch`` wire format, sent through the
+TableClient's own pipeline (authentication, retries and transport stay the SDK's). Entities are
+serialised by the SDK's own property conversion, so the rows are exactly what it would write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest
+
+# The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
+from azure.data.tables._serialize import _add_entity_properties
+from azure.data.tables.aio import TableClient
+
+#: Table service API version the requests speak.
+_API_VERSION = "2019-02-02"
+_STATUS_LINE = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
+_ETAG_HEADER = re.compile(rb"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One entity operation of a transaction."""
+
+    #: ``upsert``: insert or replace; ``insert``: fails with 409 when the row exists;
+    #: ``merge``: merge into an existing row whose ETag still matches ``etag``.
+    kind: Literal["upsert", "insert", "merge"]
+    entity: Mapping[str, Any]
+    etag: str | None = None
+
+
+class TransactionFailed(HttpResponseError):
+    """The transaction stored nothing; ``status_code`` is the failing operation's status."""
+
+
+async def submit_transaction(table: TableClient, operations: Sequence[Operation]) -> list[str | None]:
+    """Apply ``operations`` (one partition, at most 100) atomically; the new ETag of each."""
+    account_url = table.url.split("?", 1)[0].rstrip("/")
+    base = f"{account_url}/{table.table_name}"
+    changeset = f"changeset_{uuid.uuid4()}"
+    batch = f"batch_{uuid.uuid4()}"
+    parts: list[str] = []
+    for number, operation in enumerate(operations):
+        entity = operation.entity
+        body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
+        if operation.kind == "insert":
+            line = f"POST {base} HTTP/1.1"
+            extra = ""
+        else:
+            key = f"(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
+            method = "PUT" if operation.kind == "upsert" else "MERGE"
+            line = f"{method} {base}{key} HTTP/1.1"
+            extra = f"If-Match: {operation.etag}\r\n" if operation.etag else ""
+        parts.append(
+            f"--{changeset}\r\n"
+            "Content-Type: application/http\r\n"
+            "Content-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {number}\r\n"
+            "\r\n"
+            f"{line}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body.encode('utf-8'))}\r\n"
+            f"x-ms-version: {_API_VERSION}\r\n"
+            "DataServiceVersion: 3.0\r\n"
+            "Accept: application/json;odata=minimalmetadata\r\n"
+            f"{extra}"
+            "\r\n"
+            f"{body}\r\n"
+        )
+    payload = (
+        f"--{batch}\r\n"
+        f"Content-Type: multipart/mixed; boundary={changeset}\r\n"
+        "\r\n" + "".join(parts) + f"--{changeset}--\r\n"
+        "\r\n"
+        f"--{batch}--\r\n"
+    ).encode("utf-8")
+    request = HttpRequest(
+        "POST",
+        f"{account_url}/$batch",
+        headers={
+            "x-ms-version": _API_VERSION,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "Accept": "application/json",
+        },
+        content=payload,
+    )
+    pipeline = table._client._client  # the TableClient's authenticated pipeline client
+    response = await pipeline.send_request(request, stream=True)
+    text = await response.read()
+    if response.status_code != 202:
+        raise TransactionFailed(
+            message=f"Transaction answered {response.status_code}: {_error_text(text)}", response=response
+        )
+    statuses = [int(s) for s in _STATUS_LINE.findall(text)]
+    failed = next((s for s in statuses if not 200 <= s < 300), None)
+    if failed is not None or len(statuses) != len(operations):
+        error = TransactionFailed(
+            message=f"Transaction failed with {failed}: {_error_text(text)}", response=response
+        )
+        error.status_code = failed or response.status_code
+        raise error
+    etags: list[str | None] = [m.decode("latin-1").strip() for m in _ETAG_HEADER.findall(text)]
+    if len(etags) != len(operations):
+        etags = [None] * len(operations)
+    return etags
+
+
+def _key(value: str) -> str:
+    return quote(str(value).replace("'", "''"), safe="")
+
+
+def _error_text(text: bytes) -> str:
+    match = re.search(rb'"message"\s*:\s*\{[^}]*"value"\s*:\s*"([^"]*)"', text)
+    return match.group(1).decode("utf-8", "replace") if match else text[:600].decode("utf-8", "replace")
