@@ -27,7 +27,7 @@ from emulator._invocations import InvocationLog
 from emulator._replay import HTTP_ACTIVITY
 from emulator._storage import WorkItem
 from emulator._timers import DurableClock
-from emulator._worker import ActivityOutcome, run_activity
+from emulator._worker import ActivityOutcome, run_activity, worker_thread_count
 
 logger = logging.getLogger("emulator.activities")
 
@@ -48,8 +48,10 @@ class ActivityDispatcher:
         self._index = index
         self._invocations = invocations
         self._slots = asyncio.Semaphore(max_concurrent)
+        # Synchronous activities share a thread pool as big as the Python worker's
+        # (PYTHON_THREADPOOL_THREAD_COUNT): more threads only fight over the GIL with the loop.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_concurrent, thread_name_prefix="activity"
+            max_workers=min(max_concurrent, worker_thread_count()), thread_name_prefix="activity"
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._result_sink: ResultSink | None = None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 from datetime import datetime, timezone
@@ -35,8 +38,14 @@ class _HostFormatter(logging.Formatter):
 def configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_HostFormatter())
+    # Records are formatted and written on a thread of their own: a write to a slow pipe or
+    # terminal then never holds up the event loop that runs every orchestration.
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    atexit.register(listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # The Azure SDKs log every HTTP request at INFO: keep them for --verbose.
     for noisy in ("azure", "aiohttp.access", "urllib3"):

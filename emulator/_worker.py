@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import os
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,14 @@ def _failure(function: FunctionInfo, exc: BaseException) -> ActivityOutcome:
         }
     )
     return ActivityOutcome(failure_reason=reason, failure_details=details)
+
+
+def worker_thread_count() -> int:
+    """Threads for synchronous functions, as the Python worker sizes its pool on Python 3.9+."""
+    raw = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 async def run_activity(
