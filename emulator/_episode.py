@@ -214,5 +214,6 @@ def _replay_once(
         execution_id=_execution_of(started),
         new_events=new_events,
         instance_id=instance_id,
+        memo=None if session is None else session.memo,
     )
     return state, decisions, session

@@ -279,13 +279,21 @@ def generic_event(data: str | None, timestamp: datetime) -> HistoryEvent:
     return _event(EventType.GenericEvent, timestamp, Data=data)
 
 
+#: Enum members by value: a dictionary lookup is many times cheaper than ``EventType(value)``,
+#: and replays look up the type of every event of a history.
+_EVENT_TYPES: dict[int, EventType] = {member.value: member for member in EventType}
+_COMPLETION_FIELDS: dict[int, str] = {kind.value: field for kind, field in COMPLETION_KEY.items()}
+
+
 def event_type(event: HistoryEvent) -> EventType:
-    return EventType(event["EventType"])
+    value = event["EventType"]
+    found = _EVENT_TYPES.get(value)
+    return found if found is not None else EventType(value)
 
 
 def completion_key(event: HistoryEvent) -> int | None:
     """The sequence id a completion event completes, or None for other events."""
-    field = COMPLETION_KEY.get(event_type(event))
+    field = _COMPLETION_FIELDS.get(event["EventType"])
     return None if field is None else int(event[field])
 
 

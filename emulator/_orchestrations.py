@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -86,6 +87,58 @@ class _Delivery:
 
 
 @dataclass
+class _StatusWrite:
+    """Instances-row columns and consumed messages of episodes not yet reflected in storage."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    consumed: list[_Delivery] = field(default_factory=list)
+    #: Set when the runtime status changes: written at once, without waiting for more.
+    urgent: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+#: How long a row update that only moves LastUpdatedTime or the custom status may wait for the
+#: next episodes' updates to be written together (a chain then writes it a few times a second).
+STATUS_WRITE_DELAY = 0.1
+
+
+@dataclass
+class _HistoryIndex:
+    """What reconciling needs to know of a history, caught up as rows are appended to it.
+
+    Without it every episode would walk the whole history again, which makes a long chain of
+    activities quadratic.
+    """
+
+    events: list[HistoryEvent]
+    count: int = 0
+    scheduled: set[int] = field(default_factory=set)
+    completed: set[int] = field(default_factory=set)
+    delivered: set[str] = field(default_factory=set)
+    has_started: bool = False
+    finished: bool = False
+    suspended: bool = False
+
+    def catch_up(self) -> _HistoryIndex:
+        for event in self.events[self.count :]:
+            kind = h.event_type(event)
+            if event.get(MESSAGE_ID):
+                self.delivered.add(str(event[MESSAGE_ID]))
+            if kind in h.SCHEDULING_EVENTS:
+                self.scheduled.add(int(event["EventId"]))
+            elif kind == EventType.ExecutionStarted:
+                self.has_started = True
+            elif kind in (EventType.ExecutionCompleted, EventType.ContinueAsNew):
+                self.finished = kind == EventType.ExecutionCompleted
+            elif kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
+                self.suspended = kind == EventType.ExecutionSuspended
+            key = h.completion_key(event)
+            if key is not None:
+                self.completed.add(key)
+        self.count = len(self.events)
+        return self
+
+
+@dataclass
 class _Instance:
     instance_id: str
     pending: list[tuple[HistoryEvent, _Delivery]] = field(default_factory=list)
@@ -102,9 +155,16 @@ class _Instance:
     #: Load the history and dispatch its activities without a result (after a restart or a
     #: partition takeover), even with no event waiting.
     recovering: bool = False
-    #: The Instances row write and message deletes of the last episode, done off the critical
-    #: path but in episode order.
+    #: Writes the Instances row and deletes consumed messages behind the episodes (see
+    #: ``_write_status``); ``unwritten`` is what it has still to do.
     follow_up: asyncio.Task[None] | None = None
+    unwritten: _StatusWrite | None = None
+    index: _HistoryIndex | None = None
+
+    def indexed(self, history: StoredHistory) -> _HistoryIndex:
+        if self.index is None or self.index.events is not history.events:
+            self.index = _HistoryIndex(history.events)
+        return self.index.catch_up()
 
 
 def known_functions(index: AppIndex) -> KnownFunctions:
@@ -264,7 +324,11 @@ class OrchestrationDispatcher:
         idle = [
             i
             for i in self._instances.values()
-            if i.task is None and not i.pending and not i.outstanding and _settled(i.follow_up)
+            if i.task is None
+            and not i.pending
+            and not i.outstanding
+            and _settled(i.follow_up)
+            and i.unwritten is None
         ]
         for evicted in idle[: max(0, len(idle) - self._max_idle)]:
             self._instances.pop(evicted.instance_id, None)
@@ -292,7 +356,9 @@ class OrchestrationDispatcher:
         if instance.history is None:
             await self._load_history(instance)
         assert instance.history is not None
-        stored, accepted, deferred = self._reconcile(instance.instance_id, instance.history, batch)
+        stored, accepted, deferred = self._reconcile(
+            instance.instance_id, instance.history, instance.indexed(instance.history), batch
+        )
         if stored is not instance.history:
             instance.session = None  # a new execution replaces a finished one
         waiting = {id(delivery) for _, delivery in deferred}
@@ -332,8 +398,12 @@ class OrchestrationDispatcher:
         etag = await self._storage.append_history(
             instance.instance_id, episode.execution_id, committed, episode.rows, stored.etag
         )
-        events = episode.rows if episode.new_generation else [*stored.events, *episode.rows]
-        instance.history = StoredHistory(list(events), etag, episode.execution_id)
+        if episode.new_generation:
+            events = list(episode.rows)
+        else:
+            events = stored.events  # extended in place: its index catches up with the new rows
+            events.extend(episode.rows)
+        instance.history = StoredHistory(events, etag, episode.execution_id)
         instance.session = episode.session
         crash_point("episode-after-history")
         for handoff in handoffs:
@@ -342,12 +412,17 @@ class OrchestrationDispatcher:
         self._settle(instance, batch)
         # The next episode need not wait for the status and the acknowledgements (invariants 5
         # and 3 hold: both follow the history); they are written in episode order behind it.
+        pending_write = instance.unwritten = instance.unwritten or _StatusWrite()
         columns = self._instance_columns(episode, accepted, now)
-        instance.follow_up = asyncio.get_running_loop().create_task(
-            self._follow_up(instance.instance_id, instance.follow_up, columns, consumed)
-        )
+        pending_write.columns.update(columns)
+        pending_write.consumed += consumed
+        if "RuntimeStatus" in columns:
+            pending_write.urgent.set()
+        if _settled(instance.follow_up):
+            instance.follow_up = asyncio.get_running_loop().create_task(self._write_status(instance))
         if decisions.is_finished:
             # The final status is what callers wait for; nothing may overtake it.
+            assert instance.follow_up is not None
             await asyncio.shield(instance.follow_up)
             logger.info(
                 "Orchestration '%s' (%s) %s",
@@ -423,15 +498,15 @@ class OrchestrationDispatcher:
         self._leases.hold(handle)
         return _Delivery(message, handle)
 
-    async def _follow_up(
-        self,
-        instance_id: str,
-        previous: asyncio.Task[None] | None,
-        columns: dict[str, Any],
-        consumed: list[_Delivery],
-    ) -> None:
-        if previous is not None:
-            await previous
+    async def _write_status(self, instance: _Instance) -> None:
+        """Write what the episodes left unwritten, in order, folding close updates together."""
+        while instance.unwritten is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(instance.unwritten.urgent.wait(), STATUS_WRITE_DELAY)
+            write, instance.unwritten = instance.unwritten, None
+            await self._write_once(instance.instance_id, write.columns, write.consumed)
+
+    async def _write_once(self, instance_id: str, columns: dict[str, Any], consumed: list[_Delivery]) -> None:
         backoff = 0.5
         while True:
             try:
@@ -535,6 +610,7 @@ class OrchestrationDispatcher:
         self,
         instance_id: str,
         stored: StoredHistory,
+        index: _HistoryIndex,
         batch: list[tuple[HistoryEvent, _Delivery]],
     ) -> tuple[StoredHistory, list[HistoryEvent], list[tuple[HistoryEvent, _Delivery]]]:
         """Sort incoming events into applied, deferred and dropped (DTFx ReconcileMessagesWithState).
@@ -542,27 +618,13 @@ class OrchestrationDispatcher:
         Returns the history to extend (a fresh one when a new execution replaces a finished
         one), the events to apply, and the (event, delivery) pairs that must wait. Dropped
         events are duplicates or belong to another execution (durability invariant 6).
+        ``index`` describes ``stored``; what this batch adds goes to copies-on-write below.
         """
-        scheduled: set[int] = set()
-        completed: set[int] = set()
-        delivered: set[str] = set()
-        has_started = finished = suspended = False
-        for event in stored.events:
-            kind = h.event_type(event)
-            if event.get(MESSAGE_ID):
-                delivered.add(str(event[MESSAGE_ID]))
-            if kind in h.SCHEDULING_EVENTS:
-                scheduled.add(int(event["EventId"]))
-            elif kind == EventType.ExecutionStarted:
-                has_started = True
-            elif kind in (EventType.ExecutionCompleted, EventType.ContinueAsNew):
-                finished = kind == EventType.ExecutionCompleted
-            elif kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
-                suspended = kind == EventType.ExecutionSuspended
-            key = h.completion_key(event)
-            if key is not None:
-                completed.add(key)
-
+        # The index's sets are read, never changed: this batch's additions go to *_now sets.
+        scheduled, completed, delivered = index.scheduled, index.completed, index.delivered
+        completed_now: set[int] = set()
+        delivered_now: set[str] = set()
+        has_started, finished, suspended = index.has_started, index.finished, index.suspended
         accepted: list[HistoryEvent] = []
         deferred: list[tuple[HistoryEvent, _Delivery]] = []
         for event, delivery in batch:
@@ -576,8 +638,8 @@ class OrchestrationDispatcher:
                 elif finished and execution_id != stored.execution_id:
                     # A new execution over a finished one: its history starts again at row 0.
                     stored = StoredHistory([], stored.etag, None)
-                    scheduled.clear()
-                    completed.clear()
+                    scheduled, completed = set(), set()
+                    completed_now.clear()
                     finished = suspended = False
                     keep = True
                 else:
@@ -596,12 +658,12 @@ class OrchestrationDispatcher:
                     keep = False  # a result for an earlier generation (continue_as_new)
                 elif key is None:
                     keep = True
-                elif key in completed:
+                elif key in completed or key in completed_now:
                     keep = False
                 elif key not in scheduled:
                     keep = None  # the checkpoint that scheduled it has not landed yet
                 else:
-                    completed.add(key)
+                    completed_now.add(key)
                     keep = True
             if keep and kind in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
                 suspended = kind == EventType.ExecutionSuspended
@@ -612,10 +674,10 @@ class OrchestrationDispatcher:
                 # redelivered message (its host died before deleting it) from a new one.
                 position = next(i for i, e in enumerate(delivery.message.events) if e is event)
                 message_id = f"{delivery.handle.message_id}:{position}"
-                if message_id in delivered:
+                if message_id in delivered or message_id in delivered_now:
                     keep = False
                 else:
-                    delivered.add(message_id)
+                    delivered_now.add(message_id)
                     event[MESSAGE_ID] = message_id
             if keep is None:
                 deferred.append((event, delivery))

@@ -225,6 +225,82 @@ class _Retry:
         return min(delay, self.max_interval)
 
 
+#: Actions whose outcome, once finished, no later history can change and whose issue consumes
+#: nothing but sequence ids: a finished run of them at the start of the list is memoised.
+_MEMOISABLE = frozenset(
+    {CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CALL_SUB_ORCHESTRATOR, CALL_SUB_ORCHESTRATOR_WITH_RETRY}
+    | {CREATE_TIMER, CALL_HTTP, WHEN_ALL}
+)
+
+
+def _memoisable(action: dict[str, Any]) -> bool:
+    kind = int(action["actionType"])
+    if kind in (WHEN_ALL, WHEN_ANY):
+        # Memoised only once nothing in it is left open (the caller checks): a task_any whose
+        # other tasks are done or are timers it cancelled.
+        return all(_memoisable(child) for child in action.get("compoundActions") or [])
+    return kind in _MEMOISABLE
+
+
+@dataclass
+class _HistoryIndex:
+    """Decisions, completions and raised events of a history, by key."""
+
+    scheduled: dict[int, HistoryEvent] = field(default_factory=dict)
+    completed: dict[int, HistoryEvent] = field(default_factory=dict)
+    raised: dict[str, list[HistoryEvent]] = field(default_factory=dict)
+    length: int = 0
+
+    def add(self, events: Iterable[HistoryEvent]) -> None:
+        for event in events:
+            self.length += 1
+            kind = h.event_type(event)
+            if kind in h.SCHEDULING_EVENTS:
+                self.scheduled[int(event["EventId"])] = event
+            elif kind == EventType.EventRaised:
+                self.raised.setdefault(str(event.get("Name") or "").lower(), []).append(event)
+            else:
+                key = h.completion_key(event)
+                if key is not None:
+                    self.completed.setdefault(key, event)
+
+
+@dataclass
+class WalkMemo:
+    """What a live orchestration's last decision walk learned, so the next one starts later.
+
+    Between episodes of one execution the history only grows and the SDK's action list only
+    gets longer, so the history index is extended rather than rebuilt, and the leading actions
+    that had finished (all their tasks done, nothing left open) are not issued again: their
+    sequence ids are taken as a block. A long chain then costs the same per step at its end as
+    at its start. Any doubt (another execution, a shorter history, a changed action) starts over.
+    """
+
+    execution_id: str = ""
+    index: _HistoryIndex = field(default_factory=_HistoryIndex)
+    #: The leading finished actions (the very dicts of the state) and the next id after them.
+    done_actions: list[dict[str, Any]] = field(default_factory=list)
+    next_id: int = 0
+
+    def prepare(self, history: Sequence[HistoryEvent], execution_id: str) -> _HistoryIndex:
+        if execution_id != self.execution_id or len(history) < self.index.length:
+            self.execution_id, self.index = execution_id, _HistoryIndex()
+            self.done_actions, self.next_id = [], 0
+        self.index.add(history[self.index.length :])
+        return self.index
+
+    def skip(self, actions: Sequence[dict[str, Any]]) -> int:
+        """How many leading actions are known finished (0 unless they are exactly the same)."""
+        done = self.done_actions
+        # Mostly the very same dicts; a timer's is rebuilt every episode and compared by value.
+        same = len(actions) >= len(done) and all(
+            a is b or a == b for a, b in zip(actions[: len(done)], done, strict=True)
+        )
+        if not same:
+            self.done_actions, self.next_id = [], 0
+        return len(self.done_actions)
+
+
 class _Walk:
     """Issues actions in order against history, like the shim's ``ProcessAsyncActionsV2``."""
 
@@ -236,6 +312,7 @@ class _Walk:
         execution_id: str,
         schema_version: int,
         instance_id: str = "",
+        index: _HistoryIndex | None = None,
     ) -> None:
         self.now = now
         self.instance_id = instance_id
@@ -243,19 +320,13 @@ class _Walk:
         self.execution_id = execution_id
         self.schema_version = schema_version
         self.next_id = 0
-        self.scheduled: dict[int, HistoryEvent] = {}
-        self.completed: dict[int, HistoryEvent] = {}
-        self.raised: dict[str, list[HistoryEvent]] = {}
-        for event in history:
-            kind = h.event_type(event)
-            if kind in h.SCHEDULING_EVENTS:
-                self.scheduled[int(event["EventId"])] = event
-            elif kind == EventType.EventRaised:
-                self.raised.setdefault(str(event.get("Name") or "").lower(), []).append(event)
-            else:
-                key = h.completion_key(event)
-                if key is not None:
-                    self.completed.setdefault(key, event)
+        if index is None:
+            index = _HistoryIndex()
+            index.add(history)
+        # The index is shared with the memo: only the raised-event queues are consumed here.
+        self.scheduled = index.scheduled
+        self.completed = index.completed
+        self.raised = {name: list(events) for name, events in index.raised.items()}
         self.decisions = EpisodeDecisions()
         #: Issued activities, sub-orchestrations and timers not yet done: they keep the instance open.
         self.open_ids: set[int] = set()
@@ -490,17 +561,34 @@ def decide(
     execution_id: str = "",
     new_events: Sequence[HistoryEvent] = (),
     instance_id: str = "",
+    memo: WalkMemo | None = None,
 ) -> EpisodeDecisions:
-    """Turn the SDK's state into this episode's decisions, as the real shim and DTFx would."""
-    walk = _Walk(history, now, known, execution_id, state.schema_version, instance_id)
+    """Turn the SDK's state into this episode's decisions, as the real shim and DTFx would.
+
+    With ``memo`` (kept by a live orchestration between its episodes) the walk starts after the
+    actions that had already finished; the decisions are the same as a walk from the start.
+    """
+    index = None if memo is None else memo.prepare(history, execution_id)
+    walk = _Walk(history, now, known, execution_id, state.schema_version, instance_id, index)
     failure: str | None = None
     reached_end = True
     custom_status = None if state.custom_status is None else h.to_json_text(state.custom_status)
+    skipped = 0 if memo is None else memo.skip(state.actions)
+    if memo is not None:
+        walk.next_id = memo.next_id
     try:
         if custom_status is not None and (too_big := custom_status_error(custom_status)):
             raise ValueError(too_big)
-        for action in state.actions:
-            if not walk.issue(action):
+        extend_memo = memo is not None
+        for action in state.actions[skipped:]:
+            finished = walk.issue(action)
+            if extend_memo and memo is not None:
+                if finished and not walk.open_ids and _memoisable(action):
+                    memo.done_actions.append(action)
+                    memo.next_id = walk.next_id
+                else:
+                    extend_memo = False
+            if not finished:
                 # The shim awaits each top-level action: nothing after it is issued yet.
                 reached_end = False
                 break
@@ -511,6 +599,8 @@ def decide(
         # nothing this episode issued is sent to an instance that is already over.
         prefix = "Non-Deterministic workflow detected: " if isinstance(exc, NonDeterminismError) else ""
         failure = f"{prefix}{exc}"
+        if memo is not None:
+            memo.done_actions, memo.next_id = [], 0
         reached_end = True
         walk.open_ids.clear()
         walk.decisions = EpisodeDecisions()

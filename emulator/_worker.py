@@ -26,7 +26,7 @@ from emulator import _history as h
 from emulator._app_index import FunctionInfo
 from emulator._bindings import TriggerValue, bindings_for
 from emulator._history import HistoryEvent
-from emulator._replay import OrchestratorState
+from emulator._replay import OrchestratorState, WalkMemo
 
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 
@@ -200,6 +200,13 @@ class OrchestratorSession:
         self.finished = False
         #: How many events of the history the live orchestration has processed.
         self._seen = 0
+        #: The JSON of the SDK's actions so far (schema V2+: one flat list that only grows),
+        #: so that an episode converts only its new actions rather than the whole list. Timers
+        #: can still change (``cancel()``), so those are converted again every time.
+        self._actions: list[dict[str, Any]] | None = None
+        self._changeable: list[int] = []
+        #: The decision walk's memo for this orchestration (see ``WalkMemo``).
+        self.memo = WalkMemo()
 
     @staticmethod
     def supports(handle: Callable[[Any], Any]) -> bool:
@@ -212,7 +219,12 @@ class OrchestratorSession:
         context._input_expected_type = self._input_type
         self._context = context
         self._seen = len(context.histories)
-        return self._state(lambda: self._executor.execute(context, context.histories, self._function))
+        state = self._state(lambda: self._executor.execute(context, context.histories, self._function))
+        if state.schema_version >= 2 and state.error is None:
+            self._actions = list(state.actions)
+            actions = self._context._action_payload_v2
+            self._changeable = [i for i, action in enumerate(actions) if not _stable(action)]
+        return state
 
     def resume(self, history: Sequence[HistoryEvent]) -> OrchestratorState:
         """Continue with the events of ``history`` (the whole history so far) not yet processed.
@@ -226,7 +238,7 @@ class OrchestratorSession:
         unseen = history[self._seen :]
         self._seen = len(history)
 
-        def run() -> str:
+        def run() -> str | OrchestratorState:
             executor._is_processing_new_events = True
             for raw in unseen:
                 event = SdkEvent(**raw)
@@ -234,11 +246,37 @@ class OrchestratorSession:
                 executor.process_event(event)
                 if executor.has_execution_completed:
                     break
-            return str(executor.get_orchestrator_state_str())
+            return self._current_state()
 
         return self._state(run)
 
-    def _state(self, run: Callable[[], str]) -> OrchestratorState:
+    def _current_state(self) -> str | OrchestratorState:
+        """The SDK's ``get_orchestrator_state_str()``, without serialising every past action."""
+        from azure.durable_functions.models.utils.df_serialization import df_dumps
+
+        executor, context = self._executor, self._context
+        output = executor.output
+        if self._actions is None or executor.exception is not None or not _serialisable(output):
+            self._actions = None  # the SDK's own path (it raises for failures)
+            return str(executor.get_orchestrator_state_str())
+        actions = context._action_payload_v2
+        for position in self._changeable:
+            self._actions[position] = json.loads(df_dumps(actions[position].to_json()))
+        for position in range(len(self._actions), len(actions)):
+            self._actions.append(json.loads(df_dumps(actions[position].to_json())))
+            if not _stable(actions[position]):
+                self._changeable.append(position)
+        custom_status = context.custom_status
+        return OrchestratorState(
+            is_done=bool(executor.orchestration_invocation_succeeded),
+            actions=list(self._actions),
+            output=None if output is None else json.loads(df_dumps(output)),
+            has_output=output is not None,
+            custom_status=json.loads(df_dumps(custom_status)) if custom_status else None,
+            schema_version=int(context._replay_schema.value),
+        )
+
+    def _state(self, run: Callable[[], str | OrchestratorState]) -> OrchestratorState:
         try:
             result = run()
         except Exception as exc:
@@ -248,6 +286,23 @@ class OrchestratorSession:
             if marker:
                 return OrchestratorState.from_json(state_json, error=_error_of(state_json, error_text))
             return OrchestratorState(is_done=False, actions=[], error=message or type(exc).__name__)
-        state = OrchestratorState.from_json(result)
+        state = result if isinstance(result, OrchestratorState) else OrchestratorState.from_json(result)
         self.finished = state.is_done
         return state
+
+
+def _serialisable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _stable(action: Any) -> bool:
+    """An SDK action whose JSON cannot change any more (a timer can still be cancelled)."""
+    from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
+
+    if isinstance(action, CreateTimerAction):
+        return False
+    return all(_stable(child) for child in getattr(action, "compound_tasks", None) or [])

@@ -65,7 +65,38 @@ def _entities(context: df.DurableOrchestrationContext) -> Generator[Any, Any, An
     return [first, second]
 
 
+def _chain_with_timers(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """A long chain with a timer every few steps and one cancelled timer in the middle."""
+    total = 0
+    for i in range(int(context.get_input())):
+        if i % 7 == 3:
+            yield context.create_timer(context.current_utc_datetime + timedelta(seconds=5))
+        if i == 10:
+            timer = context.create_timer(context.current_utc_datetime + timedelta(hours=1))
+            winner = yield context.task_any([context.call_activity("A", i), timer])
+            timer.cancel()
+            total += winner.result
+            continue
+        total += yield context.call_activity("A", i)
+    return total
+
+
 Scenario = Callable[[EpisodeDriver], None]
+
+
+def _run_chain(driver: EpisodeDriver, steps: int = 30) -> None:
+    """Answers whatever the last episode scheduled: activity results and fired timers."""
+    episode = driver.start("Chain", steps)
+    while episode.decisions.status.name == "Running":
+        events = [
+            driver.completed(a.task_id, int(json.loads(a.input or "0"))) for a in episode.decisions.activities
+        ]
+        events += [
+            h.timer_fired(t.timer_id, t.fire_at, driver.clock)
+            for t in episode.decisions.timers
+            if "T01:" not in t.fire_at
+        ]
+        episode = driver.run(*events)
 
 
 def _run_entities(driver: EpisodeDriver) -> None:
@@ -108,6 +139,10 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Scenario]] = {
     "every task kind": ({"Mixed": df.Orchestrator.create(_mixed)}, _run_mixed),
     "fan-out of 20 completed one by one": ({"ProcessCustomers": None}, _run_customers),
     "ProcessOrder": ({"ProcessOrder": None}, _run_order),
+    "a chain of 30 with timers and a cancelled timer": (
+        {"Chain": df.Orchestrator.create(_chain_with_timers)},
+        _run_chain,
+    ),
     # An entity call is re-keyed by the SDK when it sees the host's EventSent: a live
     # orchestration must be given the decisions appended after its last episode too.
     "entity calls and signals": ({"Entities": df.Orchestrator.create(_entities)}, _run_entities),
@@ -144,3 +179,38 @@ def test_the_mixed_scenario_sees_replay_flags_and_time_as_a_full_replay_does() -
     assert output["now"] == h.parse_timestamp(last_started["Timestamp"]).isoformat()
     assert output["replaying"] is False
     assert len(set(output["ids"])) == 2
+
+
+def test_a_live_orchestration_walks_only_its_new_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of deciding does not grow with the chain: finished actions are not walked again."""
+    from emulator import _replay
+
+    issued: list[int] = []
+    original = _replay._Walk.issue
+
+    def counting(walk: Any, action: dict[str, Any]) -> bool:
+        issued.append(int(action["actionType"]))
+        return original(walk, action)
+
+    monkeypatch.setattr(_replay._Walk, "issue", counting)
+    chain = {"Chain": df.Orchestrator.create(_chain_with_timers)}
+    per_episode: dict[bool, list[int]] = {}
+    for sessions in (False, True):
+        driver = EpisodeDriver(chain, ACTIVITIES, sessions=sessions)
+        counts: list[int] = []
+        original_run = driver.run
+
+        def run(*events: Any, _run: Any = original_run, _counts: list[int] = counts) -> Any:
+            before = len(issued)
+            episode = _run(*events)
+            _counts.append(len(issued) - before)
+            return episode
+
+        driver.run = run  # type: ignore[method-assign]
+        _run_chain(driver, steps=40)
+        assert driver.episodes[-1].decisions.status.name == "Completed"
+        per_episode[sessions] = counts
+    # A full replay walks every action so far; a live one walks the new one (and the cancelled
+    # timer's race, which never counts as finished) at the end as at the start.
+    assert per_episode[False][-1] > 40
+    assert max(per_episode[True][-10:]) <= 3
