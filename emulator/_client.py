@@ -262,9 +262,11 @@ class DurableClientService:
                 known = self._index.names("orchestrationTrigger")
                 raise ClientError(400, unknown_function_message(name, "orchestrator", known))
             name = function.durable_name
+        generated = not instance_id
         instance_id = instance_id or uuid.uuid4().hex
         validate_instance_id(instance_id)
-        existing = await self._storage.read_instance(instance_id)
+        # A fresh random id cannot name an existing instance: no need to look it up.
+        existing = None if generated else await self._storage.read_instance(instance_id)
         if existing is not None and existing.runtime_status in RUNNING_STATES:
             raise ClientError(
                 500,
@@ -281,7 +283,7 @@ class DurableClientService:
             timestamp=now,
             generation=0 if existing is None else existing.generation + 1,
         )
-        message = ControlMessage(instance_id, [started], execution_id)
+        message = ControlMessage(instance_id, [started], execution_id, new_instance=existing is None)
         # Message first, then the Pending row, as the real client does: a crash in between leaves
         # a message that still starts the instance, never a Pending row that nothing will run.
         handle = await self._storage.send_control(message, lease=self._lease_seconds)

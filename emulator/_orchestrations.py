@@ -246,6 +246,10 @@ class OrchestrationDispatcher:
         instance = self._instances.get(message.instance_id)
         if instance is None:
             instance = self._instances[message.instance_id] = _Instance(message.instance_id)
+            if message.new_instance:
+                # Nothing to read; should a history exist after all, the first append (which
+                # creates the sentinel) fails and the episode reloads it (invariant 1).
+                instance.history = StoredHistory([], None, None)
         instance.pending.extend((event, delivery) for event in message.events)
         self._wake(instance)
 

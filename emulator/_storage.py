@@ -139,6 +139,9 @@ class ControlMessage:
     instance_id: str
     events: list[HistoryEvent]
     execution_id: str | None = None
+    #: In memory only: the sender knows the instance has no history yet (a client start of a
+    #: new instance), so its first episode need not read one. Never sent with the message.
+    new_instance: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"instanceId": self.instance_id, "executionId": self.execution_id, "events": self.events}
