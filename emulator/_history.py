@@ -112,8 +112,8 @@ def parse_timestamp(text: str) -> datetime:
     if "." in body:
         head, frac = body.split(".", 1)
         body = f"{head}.{frac[:6].ljust(6, '0')}"
-        return datetime.strptime(body, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
-    return datetime.strptime(body, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    # fromisoformat reads exactly these forms, many times faster than strptime.
+    return datetime.fromisoformat(body).replace(tzinfo=timezone.utc)
 
 
 def _event(event_type: EventType, timestamp: datetime, event_id: int = -1, **fields: Any) -> HistoryEvent:

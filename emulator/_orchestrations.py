@@ -377,7 +377,7 @@ class OrchestrationDispatcher:
                     await asyncio.shield(instance.follow_up)
                 await self._sync_instance_row(instance.instance_id, stored)
             await self._consume(consumed)
-            self._settle(instance, batch)
+            self._settle(instance, batch, deferred)
             # Events that arrived meanwhile still need an episode; only deferred ones may wait.
             return len(instance.pending) > len(deferred)
 
@@ -390,9 +390,23 @@ class OrchestrationDispatcher:
         # only after it: an episode lost to a crash then never ran work that the replayed
         # episode sends again, which keeps every activity at no more than two runs.
         handoffs: list[Callable[[], None]] = []
-        if self._sends_messages(episode) and any(d.volatile for _, d in batch):
+        volatile_inputs = any(d.volatile for _, d in batch)
+        if self._sends_messages(episode) and volatile_inputs:
             # Invariant 2: what this episode consumed must be durable before it sends anything.
             consumed.append(await self._persist_volatile(instance.instance_id, batch))
+        work = [
+            WorkItem(instance.instance_id, episode.execution_id, a.task_id, a.name, a.input, a.http_request)
+            for generation in episode.generations
+            for a in generation.activities
+        ]
+        if work and not volatile_inputs and not episode.new_generation:
+            # Every input is durable in its queue message, so a crash before the history lands
+            # replays this very episode (invariant 2): the activities may start now, while a
+            # big fan-out's TaskScheduled rows are still being written. Their results wait
+            # (deferred) until those rows are committed.
+            self._dispatch(instance.instance_id, work)
+        elif work:
+            handoffs.append(functools.partial(self._dispatch, instance.instance_id, work))
         for generation in episode.generations:
             handoffs += await self._send_outbound(instance.instance_id, episode, generation)
         if decisions.is_finished:
@@ -413,7 +427,7 @@ class OrchestrationDispatcher:
         for handoff in handoffs:
             handoff()
         instance.pending = deferred + instance.pending
-        self._settle(instance, batch)
+        self._settle(instance, batch, deferred)
         # The next episode need not wait for the status and the acknowledgements (invariants 5
         # and 3 hold: both follow the history); they are written in episode order behind it.
         pending_write = instance.unwritten = instance.unwritten or _StatusWrite()
@@ -477,9 +491,17 @@ class OrchestrationDispatcher:
             await self._sync_instance_row(instance.instance_id, instance.history)
         instance.recovering = False
 
-    def _settle(self, instance: _Instance, batch: list[tuple[HistoryEvent, _Delivery]]) -> None:
+    def _settle(
+        self,
+        instance: _Instance,
+        batch: list[tuple[HistoryEvent, _Delivery]],
+        deferred: list[tuple[HistoryEvent, _Delivery]],
+    ) -> None:
         """Forget the outstanding activities whose results this episode recorded or dropped."""
+        waiting = {id(event) for event, _ in deferred}
         for event, delivery in batch:
+            if id(event) in waiting:
+                continue
             key = h.completion_key(event)
             if delivery.volatile and key is not None and delivery.message.execution_id is not None:
                 instance.outstanding.discard((delivery.message.execution_id, key))
@@ -696,15 +718,9 @@ class OrchestrationDispatcher:
     async def _send_outbound(
         self, instance_id: str, episode: Episode, decisions: EpisodeDecisions
     ) -> list[Callable[[], None]]:
-        """Make the episode's work durable; return how to hand it to this host's dispatchers."""
+        """Make the episode's messages durable; return how to hand them to this host's dispatchers."""
         handoffs: list[Callable[[], None]] = []
         execution_id = episode.execution_id
-        if decisions.activities and self._work_sink is not None:
-            items = [
-                WorkItem(instance_id, execution_id, a.task_id, a.name, a.input, a.http_request)
-                for a in decisions.activities
-            ]
-            handoffs.append(functools.partial(self._dispatch, instance_id, items))
         for timer in decisions.timers:
             fire_at = h.parse_timestamp(timer.fire_at)
             message = ControlMessage(
@@ -743,11 +759,14 @@ class OrchestrationDispatcher:
         return handoffs
 
     def _dispatch(self, instance_id: str, items: list[WorkItem]) -> None:
+        """Hand activities to the dispatcher, except those already running for this instance
+        (an episode retried after a storage error decides them again)."""
         instance = self._instances.get(instance_id)
         if instance is not None:
+            items = [i for i in items if (i.execution_id, i.task_id) not in instance.outstanding]
             instance.outstanding.update((item.execution_id, item.task_id) for item in items)
-        assert self._work_sink is not None
-        self._work_sink(items)
+        if items and self._work_sink is not None:
+            self._work_sink(items)
 
     async def _notify_parent(self, episode: Episode, now: datetime) -> list[Callable[[], None]]:
         parent = episode.started.get("ParentInstance")
