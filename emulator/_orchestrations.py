@@ -209,6 +209,7 @@ class OrchestrationDispatcher:
             max_workers=min(max_concurrent, 4), thread_name_prefix="orchestrator"
         )
         self._work_sink: WorkSink | None = None
+        self._deleting: set[asyncio.Task[None]] = set()
         self._timer_sink: TimerSink | None = None
         self._control_sink: ControlSink | None = None
 
@@ -231,6 +232,7 @@ class OrchestrationDispatcher:
 
     async def close(self) -> None:
         tasks = [t for i in self._instances.values() for t in (i.task, i.follow_up) if t is not None]
+        tasks += list(self._deleting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -549,6 +551,13 @@ class OrchestrationDispatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
         crash_point("episode-after-instance")
+        if consumed:
+            # The next status write need not wait for these deletes.
+            task = asyncio.get_running_loop().create_task(self._consume_quietly(instance_id, consumed))
+            self._deleting.add(task)
+            task.add_done_callback(self._deleting.discard)
+
+    async def _consume_quietly(self, instance_id: str, consumed: list[_Delivery]) -> None:
         try:
             await self._consume(consumed)
         except Exception as exc:
