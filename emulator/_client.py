@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from emulator import _history as h
 from emulator._app_index import AppIndex
+from emulator._crash import crash_point
 from emulator._entity_client import EntityClient
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._leases import LeaseKeeper
@@ -242,8 +243,11 @@ class DurableClientService:
         deliver: ControlSink,
         urls: ClientUrls,
         connection_name: str,
+        runs_here: Callable[[str], bool] | None = None,
     ) -> None:
         self._storage = storage
+        #: True for instances whose partition this host owns (their starts stay in memory).
+        self._runs_here = runs_here
         self._index = index
         self._leases = leases
         self._deliver = deliver
@@ -284,9 +288,6 @@ class DurableClientService:
             generation=0 if existing is None else existing.generation + 1,
         )
         message = ControlMessage(instance_id, [started], execution_id, new_instance=existing is None)
-        # Message first, then the Pending row, as the real client does: a crash in between leaves
-        # a message that still starts the instance, never a Pending row that nothing will run.
-        handle = await self._storage.send_control(message, lease=self._lease_seconds)
         record = InstanceRecord(
             instance_id=instance_id,
             name=name,
@@ -297,7 +298,25 @@ class DurableClientService:
             input=input_text,
             generation=started["Generation"],
         )
-        await self._storage.write_pending_instance(record, None if existing is None else existing.etag)
+        replace_etag = None if existing is None else existing.etag
+        # When this host runs the instance, the Pending row is the start's durable record (the
+        # host that next owns the partition starts every Pending instance it finds), and the
+        # event goes to the orchestration in memory: one write instead of two.
+        runs_here = self._runs_here is not None and self._runs_here(instance_id)
+        if runs_here and await self._storage.write_pending_instance(record, replace_etag):
+            crash_point("start-after-pending")
+            assert self._runs_here is not None
+            if self._runs_here(instance_id):
+                self._deliver(message, None)
+                return instance_id
+            # The partition moved meanwhile: its new owner learns of the start by message.
+            handle = await self._storage.send_control(message, lease=self._lease_seconds)
+            self._deliver(message, handle)
+            return instance_id
+        # Message first, then the Pending row, as the real client does: a crash in between leaves
+        # a message that still starts the instance, never a Pending row that nothing will run.
+        handle = await self._storage.send_control(message, lease=self._lease_seconds)
+        await self._storage.write_pending_instance(record, replace_etag)
         self._deliver(message, handle)
         return instance_id
 

@@ -16,6 +16,7 @@ ENV_VAR = "DURABLE_EMULATOR_CRASH_AT"
 
 #: The gaps in the orchestration and activity checkpoint order where a crash can land.
 POINTS = {
+    "start-after-pending": "a start is recorded in its Pending row only, no episode has run",
     "episode-after-send": "an episode sent its work, its history is not written yet",
     "history-between-batches": "one of several history transactions of an episode is written",
     "episode-after-history": "an episode's history is written, the Instances row is not updated",

@@ -161,6 +161,9 @@ class EmulatorHost:
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
             connection_name=_connection_label(settings.storage_connection_name),
+            runs_here=lambda instance_id: (
+                self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
+            ),
         )
 
         app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -11,7 +11,9 @@ many completions costs few replays. One episode follows the real provider's chec
    rebuilds the same episode;
 2. append the history rows under the sentinel ETag - invariant 1;
 3. hand the new activities to the activity dispatcher: their ``TaskScheduled`` rows are their
-   durable record, and whoever loads the history next dispatches the ones without a result;
+   durable record, and whoever loads the history next dispatches the ones without a result
+   (when every event the episode consumed is durable in a queue message or a Pending row,
+   they start before step 2 instead: a crash then replays the very same episode);
 4. merge the Instances row - invariant 5: the API reads only what is stored;
 5. delete the consumed messages - invariant 3.
 
@@ -487,7 +489,25 @@ class OrchestrationDispatcher:
     async def _recover(self, instance: _Instance) -> None:
         await self._load_history(instance)
         assert instance.history is not None
-        if instance.history.events:
+        record = await self._storage.read_instance(instance.instance_id)
+        if (
+            record is not None
+            and record.runtime_status == OrchestrationStatus.Pending
+            and record.execution_id != instance.history.execution_id
+        ):
+            # A client start on the owning host is recorded only in its Pending row: start it.
+            # (Should its message exist too, the second ExecutionStarted is dropped.)
+            started = h.execution_started(
+                instance_id=instance.instance_id,
+                execution_id=record.execution_id,
+                name=record.name,
+                input_text=record.input,
+                timestamp=record.created_time,
+                generation=record.generation,
+            )
+            message = ControlMessage(instance.instance_id, [started], record.execution_id)
+            instance.pending.append((started, _Delivery(message, None)))
+        elif instance.history.events:
             # The last episode may have recorded results that lived only in memory and died
             # before the Instances row followed: no message comes back to trigger the catch-up.
             await self._sync_instance_row(instance.instance_id, instance.history)

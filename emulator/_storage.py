@@ -16,6 +16,7 @@ Everything that is durable goes through this module; the engine above it holds o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -266,14 +267,24 @@ class TaskHubStorage:
 
     async def create_task_hub(self) -> None:
         """Create every queue, table and container of the hub (like ``EnsureTaskHub``)."""
-        for table in (self.history_table_name, self.instances_table_name, self.partitions_table_name):
-            await self._tables.create_table_if_not_exists(table)
-        for queue in [*self.control_queue_names, self.work_item_queue_name]:
+
+        async def create_queue(name: str) -> None:
             with contextlib.suppress(ResourceExistsError):
-                await self._queues.create_queue(queue)
-        for container in (self.leases_container, self.large_messages_container):
+                await self._queues.create_queue(name)
+
+        async def create_container(name: str) -> None:
             with contextlib.suppress(ResourceExistsError):
-                await self._blobs.create_container(container)
+                await self._blobs.create_container(name)
+
+        # All at once: host start-up waits for this.
+        await asyncio.gather(
+            *(
+                self._tables.create_table_if_not_exists(table)
+                for table in (self.history_table_name, self.instances_table_name, self.partitions_table_name)
+            ),
+            *(create_queue(queue) for queue in [*self.control_queue_names, self.work_item_queue_name]),
+            *(create_container(c) for c in (self.leases_container, self.large_messages_container)),
+        )
         leases = self._blobs.get_container_client(self.leases_container)
         try:
             info = {

@@ -9,6 +9,7 @@ The output must be complete and in order, and every activity must have run once 
 from __future__ import annotations
 
 import collections
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -116,6 +117,35 @@ def test_fan_out_survives_a_kill_at_a_random_moment(
     assert status["output"] == [f"done {item}" for item in ITEMS], f"seed {seed}"
     runs = _runs(storage_connection, started["id"])
     assert set(runs) == set(ITEMS) and set(runs.values()) <= {1, 2}, f"seed {seed}"
+
+
+def test_a_start_kept_only_in_its_pending_row_runs_after_a_kill(
+    hosts: list[SubprocessHost], storage_connection: str, tmp_path: Path
+) -> None:
+    # The host that owns an instance's partition records a client start in the Pending row
+    # alone; it dies before the first episode, so only that row tells the next host to run it.
+    before = _instance_ids(storage_connection)
+    first = _host(hosts, storage_connection, tmp_path, crash_at="start-after-pending")
+    log = tmp_path / "host-0.log"
+    wait_until(lambda: all(f"now owns crashhub-control-0{p}" in log.read_text() for p in range(4)))
+    with contextlib.suppress(OSError):
+        request("POST", f"{first.base_url}/api/start/FanOut", {"items": ITEMS[:20], "delay": 0})
+    _died(first)
+    new = _instance_ids(storage_connection) - before
+    assert len(new) == 1
+    instance_id = new.pop()
+    second = _host(hosts, storage_connection, tmp_path)
+    url = f"{second.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
+    status = wait_for_status(url, timeout=60)
+    assert status["output"] == [f"done {item}" for item in ITEMS[:20]]
+    assert set(_runs(storage_connection, instance_id).values()) == {1}
+
+
+def _instance_ids(connection: str) -> set[str]:
+    with TableServiceClient.from_connection_string(connection) as service:
+        service.create_table_if_not_exists("CrashHubInstances")
+        table = service.get_table_client("CrashHubInstances")
+        return {str(row["PartitionKey"]) for row in table.list_entities(select=["PartitionKey"])}
 
 
 def test_a_timer_survives_a_kill(
