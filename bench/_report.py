@@ -308,7 +308,7 @@ def format_floors(floors: dict[str, Any]) -> str:
         )
         step = storage["chain_step_floor_ms"]
         lines.append(
-            f"  => a chain step waits at least {step:.1f} ms (2 small sends + 1 small transaction): "
+            f"  => a chain step waits at least {step:.1f} ms (1 small history transaction): "
             f"chain 1,000 >= {step:.1f} s"
         )
     replay = floors.get("replay")
