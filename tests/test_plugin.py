@@ -211,8 +211,9 @@ def test_time_control_needs_an_in_process_host(durable_host_factory: DurableHost
 # -- crashes -------------------------------------------------------------------------------------
 
 
-# Activities take a while, so the kill finds the orchestration's own checkpoint complete.
-SLOW_HELLO = {"HELLO_DELAY_SECONDS": "0.5"}
+# Activities take a while, so the kill finds the orchestration's own checkpoint complete, and a
+# kill polled from outside lands before the first activity finishes even on a loaded machine.
+SLOW_HELLO = {"HELLO_DELAY_SECONDS": "1.5"}
 
 
 def test_a_host_killed_by_the_crash_switch_finishes_after_a_restart(
