@@ -31,6 +31,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -101,6 +102,10 @@ class _StatusWrite:
 #: How long a row update that only moves LastUpdatedTime or the custom status may wait for the
 #: next episodes' updates to be written together (a chain then writes it a few times a second).
 STATUS_WRITE_DELAY = 0.1
+
+#: A live orchestration whose last step took less than this resumes on the event loop: user
+#: code that yields this quickly costs less than the hand-off to an orchestrator thread and back.
+INLINE_RESUME_SECONDS = 0.002
 
 
 @dataclass
@@ -638,7 +643,8 @@ class OrchestrationDispatcher:
             return None if function is None else function.user_function
 
         def run() -> Episode:
-            return execute_episode(
+            began = time.perf_counter()
+            episode = execute_episode(
                 instance_id=instance_id,
                 history=history,
                 new_events=new_events,
@@ -648,6 +654,9 @@ class OrchestrationDispatcher:
                 session=session,
                 keep_session=self._extended_sessions,
             )
+            if episode.session is not None and session is not None:
+                episode.session.last_resume_seconds = time.perf_counter() - began
+            return episode
 
         name = _orchestrator_name(history, new_events)
         function = index.orchestrator(name)
@@ -655,7 +664,12 @@ class OrchestrationDispatcher:
         with self._invocations.invoke(
             function.name if function else name, reason="(null)", instance_id=instance_id
         ) as record:
-            episode = await loop.run_in_executor(self._executor, run)
+            if session is not None and session.last_resume_seconds < INLINE_RESUME_SECONDS:
+                # The live orchestration's last step was this quick: two thread hand-offs
+                # would cost more than running the next one right here.
+                episode = run()
+            else:
+                episode = await loop.run_in_executor(self._executor, run)
             if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import math
 import os
 import traceback
 from collections.abc import Callable, Sequence
@@ -207,6 +208,8 @@ class OrchestratorSession:
         self._changeable: list[int] = []
         #: The decision walk's memo for this orchestration (see ``WalkMemo``).
         self.memo = WalkMemo()
+        #: How long the last episode that resumed this orchestration took (none yet: forever).
+        self.last_resume_seconds = math.inf
 
     @staticmethod
     def supports(handle: Callable[[Any], Any]) -> bool:
