@@ -179,8 +179,10 @@ def _parse_json_body(text: str, *, allow_trailing: bool) -> Any:
 
 
 class DurableHttpApi:
-    def __init__(self, client: DurableClientService) -> None:
+    def __init__(self, client: DurableClientService, ready: asyncio.Future[None] | None = None) -> None:
         self._client = client
+        #: Done once the task hub exists: the listener opens while it is still being created.
+        self._ready = ready
 
     def add_routes(self, app: web.Application) -> None:
         base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/.*)?}"
@@ -196,6 +198,8 @@ class DurableHttpApi:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            if self._ready is not None and not self._ready.done():
+                await asyncio.shield(self._ready)
             response = await self._route(request, self._segments(request))
         except (InstanceNotFoundError, InstanceGoneError) as exc:
             return web.Response(status=exc.status)

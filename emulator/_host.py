@@ -116,7 +116,8 @@ class EmulatorHost:
         storage = self.storage = TaskHubStorage(
             connection_string, settings.hub_name, settings.partition_count
         )
-        await storage.create_task_hub()
+        # The HTTP listener opens while the hub is created; durable API requests wait for it.
+        hub_created = asyncio.ensure_future(storage.create_task_hub())
 
         leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
@@ -167,7 +168,7 @@ class EmulatorHost:
         )
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        DurableHttpApi(self.client).add_routes(app)
+        DurableHttpApi(self.client, ready=hub_created).add_routes(app)
         # -- dashboard (emulator/_dashboard.py): before the HTTP trigger catch-all below ----------
         from emulator._dashboard import add_dashboard_routes
 
@@ -199,7 +200,12 @@ class EmulatorHost:
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
+        try:
+            await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
+        except BaseException:
+            hub_created.cancel()
+            raise
+        await hub_created  # a failure to create the hub fails the start, as before
 
         leases.start()
         timers.start()

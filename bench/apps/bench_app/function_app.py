@@ -2,16 +2,24 @@
 
 An ordinary Durable Functions app (Python v2 programming model). Orchestrators return small
 checksums rather than every result, so the figures measure the engine, not the size of outputs.
+It also runs the repository's own orchestrators (``ProcessOrder``, ``ProcessCustomers``),
+unchanged, with no-op stand-ins for the activities they call.
 """
 
 import json
+import sys
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+sys.path.append(str(Path(__file__).resolve().parents[3]))  # the repository root (the real app)
+from orchestrators import bp as repository_orchestrators
+
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(repository_orchestrators)
 
 
 @app.route(route="ping", methods=[func.HttpMethod.GET])
@@ -65,3 +73,40 @@ def single(context: df.DurableOrchestrationContext) -> Generator[Any, Any, int]:
 def noop(value: int) -> int:
     """Returns its input unchanged."""
     return value
+
+
+# No-op stand-ins for the activities of the repository's ProcessOrder: the same names and
+# result shapes, no storage.
+@app.function_name(name="GetOrderDetailsActivity")
+@app.activity_trigger(input_name="order_id")
+def get_order_details(order_id: str) -> dict[str, Any]:
+    return {
+        "orderId": order_id,
+        "customerId": "cust1",
+        "items": [{"sku": "SKU-001", "quantity": 1}],
+        "status": "Received",
+    }
+
+
+@app.function_name(name="NotifyCustomerActivity")
+@app.activity_trigger(input_name="order")
+def notify_customer(order: dict[str, Any]) -> str:
+    return f"Notified {order['customerId']} about order {order['orderId']}"
+
+
+@app.function_name(name="UpdateInventoryActivity")
+@app.activity_trigger(input_name="order")
+def update_inventory(order: dict[str, Any]) -> dict[str, int]:
+    return {line["sku"]: 0 for line in order["items"]}
+
+
+@app.function_name(name="ScheduleShippingActivity")
+@app.activity_trigger(input_name="order")
+def schedule_shipping(order: dict[str, Any]) -> dict[str, str]:
+    return {"shippingDate": "2000-01-01", "trackingId": "TRK-" + order["orderId"][:12].upper()}
+
+
+@app.function_name(name="CompleteOrderActivity")
+@app.activity_trigger(input_name="order_id")
+def complete_order(order_id: str) -> str:
+    return "Completed"
