@@ -99,6 +99,35 @@ class _StatusWrite:
     urgent: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass
+class _Unflushed:
+    """An episode whose history rows wait in memory to go out with the next episode's rows.
+
+    Only an episode that consumed durable inputs alone (a queue message or a Pending row) and
+    only scheduled activities waits like this: a crash before its rows are written replays
+    the very same episode from those inputs (durability invariant 2), and its activities,
+    already started, then run at most twice. Their results, arriving within a few
+    milliseconds, are recorded in the same transaction, which saves one history write (and
+    one Instances-row write) on the path of every short orchestration. Until then its
+    messages stay unacknowledged and its status unwritten (invariants 3 and 5).
+    """
+
+    #: Where its rows begin in the instance's history (they are at its end, in memory only).
+    start: int
+    #: What it consumed: pending again should its rows never be written.
+    batch: list[tuple[HistoryEvent, _Delivery]]
+    consumed: list[_Delivery]
+    columns: dict[str, Any]
+    timer: asyncio.TimerHandle | None = None
+    #: The wait is over: write the rows without waiting for more.
+    due: bool = False
+
+
+#: How long an episode's rows may wait in memory for the next episode's (see ``_Unflushed``).
+FLUSH_DELAY = 0.05
+#: Bigger episodes are written at once (one transaction holds at most 100 rows).
+MAX_UNFLUSHED_ROWS = 60
+
 #: How long a row update that only moves LastUpdatedTime or the custom status may wait for the
 #: next episodes' updates to be written together (a chain then writes it a few times a second).
 STATUS_WRITE_DELAY = 0.1
@@ -167,6 +196,17 @@ class _Instance:
     follow_up: asyncio.Task[None] | None = None
     unwritten: _StatusWrite | None = None
     index: _HistoryIndex | None = None
+    #: The last episode, if its history rows are still only in memory.
+    unflushed: _Unflushed | None = None
+
+    def forget_unflushed(self) -> list[tuple[HistoryEvent, _Delivery]]:
+        """Drop the in-memory episode; return its events, to be applied again."""
+        carried, self.unflushed = self.unflushed, None
+        if carried is None:
+            return []
+        if carried.timer is not None:
+            carried.timer.cancel()
+        return carried.batch
 
     def indexed(self, history: StoredHistory) -> _HistoryIndex:
         if self.index is None or self.index.events is not history.events:
@@ -233,11 +273,13 @@ class OrchestrationDispatcher:
             for task in (instance.task, instance.follow_up):
                 if task is not None:
                     task.cancel()
-            events = [*instance.in_flight, *instance.pending]
+            events = [*instance.forget_unflushed(), *instance.in_flight, *instance.pending]
             handles += list({id(d.handle): d.handle for _, d in events if d.handle is not None}.values())
         return handles
 
     async def close(self) -> None:
+        for instance in self._instances.values():
+            instance.forget_unflushed()  # replayed from its durable inputs by the next host
         tasks = [t for i in self._instances.values() for t in (i.task, i.follow_up) if t is not None]
         tasks += list(self._deleting)
         for task in tasks:
@@ -287,11 +329,14 @@ class OrchestrationDispatcher:
     async def _run(self, instance: _Instance) -> None:
         backoff = 0.5
         try:
-            while instance.pending or instance.recovering:
+            while instance.pending or instance.recovering or _flush_due(instance):
                 try:
                     async with self._slots:
                         if instance.recovering:
                             await self._recover(instance)
+                            continue
+                        if not instance.pending:
+                            await self._flush(instance)
                             continue
                         progressed = await self._episode(instance)
                 except HistoryConflictError:
@@ -299,7 +344,8 @@ class OrchestrationDispatcher:
                     logger.warning(
                         "History of '%s' changed underneath; replaying from storage", instance.instance_id
                     )
-                    instance.history = None
+                    instance.pending = [*instance.forget_unflushed(), *instance.pending]
+                    instance.session = instance.history = None
                     continue
                 except Exception as exc:
                     # Storage went away or similar: the events stay pending and leased; try again.
@@ -311,7 +357,8 @@ class OrchestrationDispatcher:
                         backoff,
                     )
                     logger.debug("Episode failure detail", exc_info=True)
-                    instance.history = None
+                    instance.pending = [*instance.forget_unflushed(), *instance.pending]
+                    instance.session = instance.history = None
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
@@ -342,6 +389,7 @@ class OrchestrationDispatcher:
             and not i.outstanding
             and _settled(i.follow_up)
             and i.unwritten is None
+            and i.unflushed is None
         ]
         for evicted in idle[: max(0, len(idle) - self._max_idle)]:
             self._instances.pop(evicted.instance_id, None)
@@ -357,7 +405,7 @@ class OrchestrationDispatcher:
         except BaseException:
             # Nothing was acknowledged: every event of the batch stays pending for the retry,
             # and the live orchestration may have seen them, so the retry replays from history.
-            instance.pending = batch + instance.pending
+            instance.pending = [*instance.forget_unflushed(), *batch, *instance.pending]
             instance.session = None
             raise
         finally:
@@ -368,6 +416,8 @@ class OrchestrationDispatcher:
     ) -> bool:
         if instance.history is None:
             await self._load_history(instance)
+        if instance.unflushed is not None and not all(d.volatile for _, d in batch):
+            await self._flush(instance)  # only activity results join an unwritten episode
         assert instance.history is not None
         stored, accepted, deferred = self._reconcile(
             instance.instance_id, instance.history, instance.indexed(instance.history), batch
@@ -382,6 +432,7 @@ class OrchestrationDispatcher:
             if consumed and stored.events:
                 # Only redeliveries: the host that checkpointed them may have died before it
                 # updated the Instances row, so make sure the row tells what the history says.
+                await self._flush(instance)
                 if instance.follow_up is not None:
                     await asyncio.shield(instance.follow_up)
                 await self._sync_instance_row(instance.instance_id, stored)
@@ -414,6 +465,15 @@ class OrchestrationDispatcher:
             # big fan-out's TaskScheduled rows are still being written. Their results wait
             # (deferred) until those rows are committed.
             self._dispatch(instance.instance_id, work)
+            if (
+                not decisions.is_finished
+                and not self._sends_messages(episode)
+                and len(episode.rows) <= MAX_UNFLUSHED_ROWS
+            ):
+                # A small episode's rows wait for its activities' results instead.
+                crash_point("episode-after-send")
+                self._hold_unflushed(instance, stored, episode, batch, deferred, consumed, accepted, now)
+                return True
         elif work:
             handoffs.append(functools.partial(self._dispatch, instance.instance_id, work))
         for generation in episode.generations:
@@ -421,10 +481,21 @@ class OrchestrationDispatcher:
         if decisions.is_finished:
             handoffs += await self._notify_parent(episode, now)
         crash_point("episode-after-send")
-        committed = 0 if episode.new_generation else len(stored.events)
+        carried = instance.unflushed
+        if carried is not None and episode.new_generation:
+            await self._flush(instance)  # the old generation's rows first
+            carried, stored = None, instance.history
+            assert stored is not None
+        if episode.new_generation:
+            committed, rows = 0, episode.rows
+        elif carried is not None:
+            committed, rows = carried.start, [*stored.events[carried.start :], *episode.rows]
+        else:
+            committed, rows = len(stored.events), episode.rows
         etag = await self._storage.append_history(
-            instance.instance_id, episode.execution_id, committed, episode.rows, stored.etag
+            instance.instance_id, episode.execution_id, committed, rows, stored.etag
         )
+        instance.forget_unflushed()
         if episode.new_generation:
             events = list(episode.rows)
         else:
@@ -437,16 +508,9 @@ class OrchestrationDispatcher:
             handoff()
         instance.pending = deferred + instance.pending
         self._settle(instance, batch, deferred)
-        # The next episode need not wait for the status and the acknowledgements (invariants 5
-        # and 3 hold: both follow the history); they are written in episode order behind it.
-        pending_write = instance.unwritten = instance.unwritten or _StatusWrite()
-        columns = self._instance_columns(episode, accepted, now)
-        pending_write.columns.update(columns)
-        pending_write.consumed += consumed
-        if "RuntimeStatus" in columns:
-            pending_write.urgent.set()
-        if _settled(instance.follow_up):
-            instance.follow_up = asyncio.get_running_loop().create_task(self._write_status(instance))
+        if carried is not None:
+            self._queue_status_write(instance, carried.columns, carried.consumed)
+        self._queue_status_write(instance, self._instance_columns(episode, accepted, now), consumed)
         if decisions.is_finished:
             # The final status is what callers wait for; nothing may overtake it.
             assert instance.follow_up is not None
@@ -460,6 +524,72 @@ class OrchestrationDispatcher:
             instance.history = None
             instance.session = None
         return True
+
+    def _queue_status_write(
+        self, instance: _Instance, columns: dict[str, Any], consumed: list[_Delivery]
+    ) -> None:
+        """Have an episode's Instances-row columns written and its messages acknowledged.
+
+        The next episode need not wait for them (invariants 5 and 3 hold: both follow the
+        history); they are written in episode order behind it.
+        """
+        pending_write = instance.unwritten = instance.unwritten or _StatusWrite()
+        pending_write.columns.update(columns)
+        pending_write.consumed += consumed
+        if "RuntimeStatus" in columns:
+            pending_write.urgent.set()
+        if _settled(instance.follow_up):
+            instance.follow_up = asyncio.get_running_loop().create_task(self._write_status(instance))
+
+    def _hold_unflushed(
+        self,
+        instance: _Instance,
+        stored: StoredHistory,
+        episode: Episode,
+        batch: list[tuple[HistoryEvent, _Delivery]],
+        deferred: list[tuple[HistoryEvent, _Delivery]],
+        consumed: list[_Delivery],
+        accepted: list[HistoryEvent],
+        now: datetime,
+    ) -> None:
+        """Keep an episode's rows in memory for the next episode's transaction (``_Unflushed``)."""
+        start = len(stored.events)
+        stored.events.extend(episode.rows)
+        instance.history = StoredHistory(stored.events, stored.etag, episode.execution_id)
+        instance.session = episode.session
+        instance.pending = deferred + instance.pending
+        self._settle(instance, batch, deferred)
+        waiting = {id(event) for event, _ in deferred}
+        carried = instance.unflushed = _Unflushed(
+            start,
+            [(event, delivery) for event, delivery in batch if id(event) not in waiting],
+            consumed,
+            self._instance_columns(episode, accepted, now),
+        )
+        carried.timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_soon, instance)
+
+    def _flush_soon(self, instance: _Instance) -> None:
+        if instance.unflushed is not None and self._instances.get(instance.instance_id) is instance:
+            instance.unflushed.due = True
+            self._wake(instance)
+
+    async def _flush(self, instance: _Instance) -> None:
+        """Write the rows of an episode kept in memory (no result came in time to join them)."""
+        carried, history = instance.unflushed, instance.history
+        if carried is None or history is None or history.execution_id is None:
+            return
+        # On failure the episode stays unflushed: whoever handles the error makes it pending again.
+        etag = await self._storage.append_history(
+            instance.instance_id,
+            history.execution_id,
+            carried.start,
+            history.events[carried.start :],
+            history.etag,
+        )
+        instance.forget_unflushed()
+        instance.history = StoredHistory(history.events, etag, history.execution_id)
+        crash_point("episode-after-history")
+        self._queue_status_write(instance, carried.columns, carried.consumed)
 
     async def _load_history(self, instance: _Instance) -> None:
         """Read the history and dispatch its activities that have no result and are not running."""
@@ -891,6 +1021,10 @@ def _work_item(instance_id: str, execution_id: str, task_id: int, scheduled: His
     if name == HTTP_ACTIVITY and input_text:
         return WorkItem(instance_id, execution_id, task_id, name, None, json.loads(input_text))
     return WorkItem(instance_id, execution_id, task_id, name, input_text)
+
+
+def _flush_due(instance: _Instance) -> bool:
+    return instance.unflushed is not None and instance.unflushed.due
 
 
 def _settled(task: asyncio.Task[None] | None) -> bool:

@@ -21,7 +21,7 @@ from azure.data.tables import TableServiceClient
 
 from emulator.testing import SubprocessHost
 from tests.conftest import TEST_APPS
-from tests.support import request, wait_for_status, wait_until
+from tests.support import history_rows, request, wait_for_status, wait_until
 
 CRASH_APP = TEST_APPS / "crash_app"
 #: Messages a killed host held come back after this many seconds.
@@ -139,6 +139,30 @@ def test_a_start_kept_only_in_its_pending_row_runs_after_a_kill(
     status = wait_for_status(url, timeout=60)
     assert status["output"] == [f"done {item}" for item in ITEMS[:20]]
     assert set(_runs(storage_connection, instance_id).values()) == {1}
+
+
+def test_a_first_episode_kept_in_memory_is_decided_again_after_a_kill(
+    hosts: list[SubprocessHost], storage_connection: str, tmp_path: Path
+) -> None:
+    # A small first episode's rows wait in memory for its activities' results; the host dies
+    # right after starting those activities, before any history row is written.
+    before = _instance_ids(storage_connection)
+    first = _host(hosts, storage_connection, tmp_path, crash_at="episode-after-send:1")
+    log = tmp_path / "host-0.log"
+    wait_until(lambda: all(f"now owns crashhub-control-0{p}" in log.read_text() for p in range(4)))
+    with contextlib.suppress(OSError):
+        request("POST", f"{first.base_url}/api/start/FanOut", {"items": ITEMS[:5], "delay": 0.2})
+    _died(first)
+    new = _instance_ids(storage_connection) - before
+    assert len(new) == 1
+    instance_id = new.pop()
+    assert history_rows(storage_connection, "CrashHub", instance_id) == []
+    second = _host(hosts, storage_connection, tmp_path)
+    url = f"{second.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
+    status = wait_for_status(url, timeout=60)
+    assert status["output"] == [f"done {item}" for item in ITEMS[:5]]
+    assert set(_runs(storage_connection, instance_id)) == set(ITEMS[:5])
+    assert set(_runs(storage_connection, instance_id).values()) <= {1, 2}
 
 
 def _instance_ids(connection: str) -> set[str]:
@@ -267,9 +291,11 @@ def test_the_host_rides_out_azurite_going_away_and_coming_back(
 def test_the_status_catches_up_when_the_host_died_between_history_and_status(
     hosts: list[SubprocessHost], storage_connection: str, tmp_path: Path
 ) -> None:
-    # Episodes: start, timer fired, activity done. The last one's history (ExecutionCompleted) is
-    # written, then the host dies before the Instances row says Completed.
-    first = _host(hosts, storage_connection, tmp_path, crash_at="episode-after-history:3")
+    # Episodes: start, timer fired, activity done; the last two are written in one transaction
+    # (the activity's result comes back before the second episode's rows are written). That
+    # history (with ExecutionCompleted) is written, then the host dies before the Instances row
+    # says Completed.
+    first = _host(hosts, storage_connection, tmp_path, crash_at="episode-after-history:2")
     started = _start(first, "TimerThenWork", 0.2)
     _died(first)
     second = _host(hosts, storage_connection, tmp_path)
