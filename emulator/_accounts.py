@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables.aio import TableServiceClient
-from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.queue.aio import QueueServiceClient
+
+if TYPE_CHECKING:  # imported where used: they are slow to import (see _storage.import_storage_clients)
+    from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.queue.aio import QueueServiceClient
 
 from ._azurite import DEV_ACCOUNT_NAME, AzuriteEndpoints, client_options, is_development_storage
 
@@ -81,9 +83,13 @@ class StorageAccounts:
         return self.connection_string(self._host_setting)
 
     def blobs(self, connection: str | None) -> BlobServiceClient:
+        from azure.storage.blob.aio import BlobServiceClient
+
         return self._client("blob", connection, BlobServiceClient.from_connection_string)
 
     def queues(self, connection: str | None) -> QueueServiceClient:
+        from azure.storage.queue.aio import QueueServiceClient
+
         # No encode policy: queue triggers and outputs apply the host's messageEncoding themselves.
         return self._client("queue", connection, QueueServiceClient.from_connection_string)
 

@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
@@ -179,14 +179,16 @@ def _parse_json_body(text: str, *, allow_trailing: bool) -> Any:
 
 
 class DurableHttpApi:
-    def __init__(self, client: DurableClientService, ready: asyncio.Future[None] | None = None) -> None:
+    def __init__(self, client: DurableClientService) -> None:
         self._client = client
-        #: Done once the task hub exists: the listener opens while it is still being created.
-        self._ready = ready
 
-    def add_routes(self, app: web.Application) -> None:
+    @staticmethod
+    def add_routes(
+        app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> None:
+        """Route the API's paths to ``handler`` (which hands them to :meth:`handle`)."""
         base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/.*)?}"
-        app.router.add_route("*", base, self._handle)
+        app.router.add_route("*", base, handler)
 
     @staticmethod
     def _segments(request: web.Request) -> list[str]:
@@ -196,10 +198,8 @@ class DurableHttpApi:
         # WebUtility.UrlDecode of the whole path: %2F becomes a separator and "+" a space.
         return [s for s in unquote_plus(tail).strip("/").split("/") if s]
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            if self._ready is not None and not self._ready.done():
-                await asyncio.shield(self._ready)
             response = await self._route(request, self._segments(request))
         except (InstanceNotFoundError, InstanceGoneError) as exc:
             return web.Response(status=exc.status)

@@ -35,7 +35,7 @@ from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
-from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem
+from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -85,6 +85,9 @@ class EmulatorHost:
         #: Timer, queue and blob trigger listeners (None until started).
         self.triggers: TriggerListeners | None = None
         self._accounts: StorageAccounts | None = None
+        #: Done once everything has started (see :meth:`start`).
+        self._ready: asyncio.Future[None] | None = None
+        self._durable_api: DurableHttpApi | None = None
 
     @property
     def base_url(self) -> str:
@@ -112,12 +115,81 @@ class EmulatorHost:
             self.load()
         assert self.settings is not None and self.index is not None
         settings, index = self.settings, self.index
+        # HTTP first: a function with no binding but HTTP answers while the durable back end
+        # starts; the durable API, the host status and functions with other bindings wait for it.
+        ready = self._ready = asyncio.get_running_loop().create_future()
+        await self._start_http(settings, index)
+        try:
+            await self._start_back_end(settings, index)
+        except BaseException as exc:
+            ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the host stopped"))
+            ready.exception()  # retrieved: requests that wait for it report it themselves
+            raise
+        ready.set_result(None)
+        assert self.storage is not None
+        logger.info(
+            "Host started: task hub '%s' with %d partitions",
+            self.storage.hub_name,
+            self.storage.partition_count,
+        )
+
+    async def _until_ready(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            await asyncio.shield(self._ready)
+
+    async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+
+        async def durable_api(request: web.Request) -> web.StreamResponse:
+            await self._until_ready()
+            assert self._durable_api is not None
+            return await self._durable_api.handle(request)
+
+        DurableHttpApi.add_routes(app, durable_api)
+        # -- dashboard (emulator/_dashboard.py): before the HTTP trigger catch-all below ----------
+        from emulator._dashboard import add_dashboard_routes
+
+        add_dashboard_routes(app)
+        # -- end of dashboard --------------------------------------------------------------------
+        app.router.add_get("/admin/host/status", self._host_status)
+        app.router.add_get("/admin/host/ping", self._host_ping)
+        # v1 functions get their own folder as function_directory; the router finds it from the code.
+        router = HttpTriggerRouter(
+            index.http_functions,
+            settings.route_prefix,
+            self.invocations,
+            script_root=index.script_root if index.model == "v2" else None,
+            bindings=self.bindings,
+        )
+        prefix = f"/{settings.route_prefix}" if settings.route_prefix else ""
+        keys = self._function_keys(settings)
+
+        async def http_trigger(request: web.Request) -> web.StreamResponse:
+            rest = router.path_after_prefix(request.raw_path)
+            found = None if rest is None else router.match(request.method, rest)
+            if found is not None:
+                if keys is not None and not keys.allows(found[0], request):
+                    return web.Response(status=401)
+                if not _http_only(found[0]):
+                    await self._until_ready()  # the durable client or storage bindings
+            return await router.handle(request, self._resolve_input)
+
+        if prefix:
+            app.router.add_route("*", prefix, http_trigger)
+        app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
+
+    async def _start_back_end(self, settings: AppSettings, index: AppIndex) -> None:
+        # The storage SDKs take a third of a second to import: on a thread, so that the
+        # listener keeps answering meanwhile.
+        await asyncio.to_thread(import_storage_clients)
         connection_string = self.options.connection_string or settings.storage_connection_string()
         storage = self.storage = TaskHubStorage(
             connection_string, settings.hub_name, settings.partition_count
         )
-        # The HTTP listener opens while the hub is created; durable API requests wait for it.
-        hub_created = asyncio.ensure_future(storage.create_task_hub())
+        await storage.create_task_hub()
 
         leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
@@ -167,45 +239,7 @@ class EmulatorHost:
             ),
         )
 
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        DurableHttpApi(self.client, ready=hub_created).add_routes(app)
-        # -- dashboard (emulator/_dashboard.py): before the HTTP trigger catch-all below ----------
-        from emulator._dashboard import add_dashboard_routes
-
-        add_dashboard_routes(app)
-        # -- end of dashboard --------------------------------------------------------------------
-        app.router.add_get("/admin/host/status", self._host_status)
-        app.router.add_get("/admin/host/ping", self._host_ping)
-        # v1 functions get their own folder as function_directory; the router finds it from the code.
-        router = HttpTriggerRouter(
-            index.http_functions,
-            settings.route_prefix,
-            self.invocations,
-            script_root=index.script_root if index.model == "v2" else None,
-            bindings=self.bindings,
-        )
-        prefix = f"/{settings.route_prefix}" if settings.route_prefix else ""
-        keys = self._function_keys(settings)
-
-        async def http_trigger(request: web.Request) -> web.StreamResponse:
-            if keys is not None:
-                rest = router.path_after_prefix(request.raw_path)
-                found = None if rest is None else router.match(request.method, rest)
-                if found is not None and not keys.allows(found[0], request):
-                    return web.Response(status=401)
-            return await router.handle(request, self._resolve_input)
-
-        if prefix:
-            app.router.add_route("*", prefix, http_trigger)
-        app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
-        except BaseException:
-            hub_created.cancel()
-            raise
-        await hub_created  # a failure to create the hub fails the start, as before
+        self._durable_api = DurableHttpApi(self.client)
 
         leases.start()
         timers.start()
@@ -229,10 +263,6 @@ class EmulatorHost:
         )
         await self.triggers.start()
         # -- end of triggers ---------------------------------------------------------------------
-
-        logger.info(
-            "Host started: task hub '%s' with %d partitions", storage.hub_name, storage.partition_count
-        )
 
     async def stop(self) -> None:
         # -- timer, queue and blob triggers (first: in-flight invocations may still use the host) ---
@@ -284,6 +314,7 @@ class EmulatorHost:
     # -- admin routes (as the Functions host answers them) ------------------------------------
 
     async def _host_status(self, request: web.Request) -> web.Response:
+        await self._until_ready()
         return web.json_response({"id": self.settings.hub_name if self.settings else "", "state": "Running"})
 
     async def _host_ping(self, request: web.Request) -> web.Response:
@@ -448,3 +479,8 @@ def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
 def _connection_label(setting_name: str) -> str:
     # Management URLs name the connection "Storage" for the default AzureWebJobsStorage setting.
     return "Storage" if setting_name == "AzureWebJobsStorage" else setting_name
+
+
+def _http_only(function: FunctionInfo) -> bool:
+    """True for a function whose only bindings are its HTTP trigger and HTTP output."""
+    return all(str(b.get("type", "")).lower() in ("httptrigger", "http") for b in function.bindings)

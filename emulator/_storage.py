@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -37,8 +37,9 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
-from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.queue.aio import QueueServiceClient
+
+if TYPE_CHECKING:
+    pass
 
 from emulator import _history as h
 from emulator._azurite import client_options
@@ -47,6 +48,17 @@ from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._table_batch import Operation, TransactionFailed, submit_transaction
 
 logger = logging.getLogger("emulator.storage")
+
+
+def import_storage_clients() -> None:
+    """Import the queue and blob SDKs (about a third of a second; the host does it on a thread).
+
+    Modules import them where they are used rather than at the top, so that a host can answer
+    HTTP before they are loaded.
+    """
+    import azure.storage.blob.aio
+    import azure.storage.queue.aio  # noqa: F401
+
 
 SENTINEL_ROW_KEY = "sentinel"
 #: Largest serialized queue message kept inline; bigger ones go to a blob (real threshold: 45 KB).
@@ -247,6 +259,9 @@ class TaskHubStorage:
         self.partitions_table_name = f"{hub_name}Partitions"
         self.leases_container = f"{lower}-leases"
         self.large_messages_container = f"{lower}-largemessages"
+        from azure.storage.blob.aio import BlobServiceClient
+        from azure.storage.queue.aio import QueueServiceClient
+
         options = client_options(connection_string)
         self._tables = TableServiceClient.from_connection_string(connection_string, **options)
         self._queues = QueueServiceClient.from_connection_string(connection_string, **options)

@@ -21,12 +21,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.functions import meta
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
-from azure.storage.queue.aio import QueueClient
 
 from .._app_index import FunctionInfo
 from .._binding_expressions import resolve_app_settings
@@ -36,6 +34,10 @@ from .._storage_bindings import encode_queue_message
 from ._runner import FunctionRunner
 from .hostid import HOSTS_CONTAINER, function_id
 from .queue import MIN_POLLING_INTERVAL, QueueListener, QueuesOptions, RandomizedBackoff, ReceivedMessage
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+    from azure.storage.queue.aio import QueueClient
 
 logger = logging.getLogger("emulator.triggers.blob")
 

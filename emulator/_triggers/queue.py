@@ -23,15 +23,17 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.functions import meta
-from azure.storage.queue.aio import QueueClient
 
 from .._bindings import TriggerValue
 from .._dotnet import format_timespan, parse_timespan
 from .._settings import AppLoadError
+
+if TYPE_CHECKING:
+    from azure.storage.queue.aio import QueueClient
 
 logger = logging.getLogger("emulator.triggers.queue")
 

@@ -15,11 +15,10 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.functions import meta
-from azure.storage.blob.aio import BlobServiceClient
 
 from .._app_index import FunctionInfo
 from .._bindings import TriggerValue
@@ -27,6 +26,9 @@ from .._dotnet import iso_json, iso_roundtrip
 from ._runner import FunctionRunner
 from .hostid import HOSTS_CONTAINER, function_id
 from .schedules import TimerSchedule, format_next_occurrences, local_now
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobServiceClient
 
 logger = logging.getLogger("emulator.triggers.timer")
 
