@@ -381,6 +381,8 @@ class OrchestrationDispatcher:
         if instance.history is None:
             return
         self._instances[instance.instance_id] = instance  # re-inserted last: most recently used
+        if len(self._instances) <= self._max_idle:
+            return  # nothing to evict (and no scan of every instance per episode)
         idle = [
             i
             for i in self._instances.values()

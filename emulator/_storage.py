@@ -45,7 +45,7 @@ from emulator import _history as h
 from emulator._azurite import client_options
 from emulator._crash import crash_point
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
-from emulator._table_batch import Operation, TransactionFailed, submit_transaction
+from emulator._table_batch import Operation, TransactionFailed, merge_entity, submit_transaction
 
 logger = logging.getLogger("emulator.storage")
 
@@ -472,7 +472,7 @@ class TaskHubStorage:
     async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
         row = {"PartitionKey": escape_partition_key(instance_id), "RowKey": "", **columns}
         await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
-        await self._instances.upsert_entity(row, mode=UpdateMode.MERGE)
+        await merge_entity(self._instances, row)
 
     async def delete_instance(self, instance_id: str) -> bool:
         try:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from emulator._table_batch import Operation, TransactionFailed, submit_transaction
+from emulator._table_batch import Operation, TransactionFailed, merge_entity, submit_transaction
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,3 +100,18 @@ def test_a_stale_etag_or_an_existing_row_stores_nothing(storage_connection: str)
     stale, exists, keys = _run(storage_connection, scenario)
     assert (stale, exists) == (412, 409)
     assert keys == ["a", "sentinel"]
+
+
+def test_a_merge_creates_the_row_then_changes_only_the_columns_it_names(storage_connection: str) -> None:
+    when = datetime(2026, 11, 28, 12, 30, 15, 123456, tzinfo=timezone.utc)
+    key = {"PartitionKey": "it's an instance ^0 é", "RowKey": ""}
+
+    async def scenario(table: Any) -> dict[str, Any]:
+        await merge_entity(table, {**key, "RuntimeStatus": "Pending", "Input": "[1]", "CreatedTime": when})
+        await merge_entity(table, {**key, "RuntimeStatus": "Completed", "Output": None})
+        return dict(await table.get_entity(key["PartitionKey"], ""))
+
+    stored = _run(storage_connection, scenario)
+    assert stored["RuntimeStatus"] == "Completed"
+    assert stored["Input"] == "[1]" and stored["CreatedTime"] == when
+    assert "Output" not in stored or stored["Output"] is None
