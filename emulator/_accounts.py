@@ -13,9 +13,8 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from azure.data.tables.aio import TableServiceClient
-
 if TYPE_CHECKING:  # imported where used: they are slow to import (see _storage.import_storage_clients)
+    from azure.data.tables.aio import TableServiceClient
     from azure.storage.blob.aio import BlobServiceClient
     from azure.storage.queue.aio import QueueServiceClient
 
@@ -94,6 +93,8 @@ class StorageAccounts:
         return self._client("queue", connection, QueueServiceClient.from_connection_string)
 
     def tables(self, connection: str | None) -> TableServiceClient:
+        from azure.data.tables.aio import TableServiceClient
+
         return self._client("table", connection, TableServiceClient.from_connection_string)
 
     def _client(self, kind: str, connection: str | None, factory: Any) -> Any:

@@ -135,6 +135,8 @@ STATUS_WRITE_DELAY = 0.1
 #: A live orchestration whose last step took less than this resumes on the event loop: user
 #: code that yields this quickly costs less than the hand-off to an orchestrator thread and back.
 INLINE_RESUME_SECONDS = 0.002
+#: ...and only for a few new events (a fan-in of hundreds of results stays off the loop).
+INLINE_RESUME_EVENTS = 4
 
 
 @dataclass
@@ -786,7 +788,8 @@ class OrchestrationDispatcher:
                 session=session,
                 keep_session=self._extended_sessions,
             )
-            if episode.session is not None and session is not None:
+            if episode.session is not None:
+                # A first episode (or a full replay) costs at least what a step would.
                 episode.session.last_resume_seconds = time.perf_counter() - began
             return episode
 
@@ -796,9 +799,13 @@ class OrchestrationDispatcher:
         with self._invocations.invoke(
             function.name if function else name, reason="(null)", instance_id=instance_id
         ) as record:
-            if session is not None and session.last_resume_seconds < INLINE_RESUME_SECONDS:
-                # The live orchestration's last step was this quick: two thread hand-offs
-                # would cost more than running the next one right here.
+            if (
+                session is not None
+                and session.last_resume_seconds < INLINE_RESUME_SECONDS
+                and len(new_events) <= INLINE_RESUME_EVENTS
+            ):
+                # The live orchestration's last step was this quick and this one is as small:
+                # two thread hand-offs would cost more than running it right here.
                 episode = run()
             else:
                 episode = await loop.run_in_executor(self._executor, run)

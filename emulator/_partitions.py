@@ -16,12 +16,13 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
 
 from emulator import _history as h
 
@@ -95,6 +96,8 @@ class PartitionManager:
                 logger.warning("Could not renew partition ownership (%s); retrying", exc)
 
     async def _write(self, row: Any, changes: dict[str, Any]) -> bool:
+        from azure.data.tables import UpdateMode
+
         entity = {"PartitionKey": "", "RowKey": row["RowKey"], **changes}
         try:
             await self._table.update_entity(

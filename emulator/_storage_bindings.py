@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableTransactionError
 
 from ._accounts import StorageAccounts
 from ._dotnet import iso_json
@@ -102,6 +101,8 @@ async def send_queue_messages(
 
 
 def _json_property(value: Any) -> Any:
+    from azure.data.tables import EntityProperty
+
     if isinstance(value, EntityProperty):
         value = value.value
     if isinstance(value, datetime):
@@ -163,6 +164,8 @@ async def read_entities(
 
 
 def _entity_value(name: str, value: Any) -> Any:
+    from azure.data.tables import EdmType, EntityProperty
+
     if isinstance(value, bool | float) or value is None:
         return value
     if isinstance(value, int):
@@ -228,6 +231,8 @@ def build_entity(item: Any, partition_key: str | None, row_key: str | None) -> d
 async def insert_entities(
     accounts: StorageAccounts, connection: str | None, table_name: str, entities: list[dict[str, Any]]
 ) -> None:
+    from azure.data.tables import TableTransactionError
+
     table = accounts.tables(connection).get_table_client(table_name)
     by_partition: dict[str, list[dict[str, Any]]] = {}
     for entity in entities:

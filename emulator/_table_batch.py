@@ -18,15 +18,14 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.core.rest import HttpRequest
 
-# The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
-from azure.data.tables._serialize import _add_entity_properties
-from azure.data.tables.aio import TableClient
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
 
 #: Table service API version the requests speak.
 _API_VERSION = "2019-02-02"
@@ -55,6 +54,9 @@ class TransactionFailed(HttpResponseError):
 
 async def submit_transaction(table: TableClient, operations: Sequence[Operation]) -> list[str | None]:
     """Apply ``operations`` (one partition, at most 100) atomically; the new ETag of each."""
+    # The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
+    from azure.data.tables._serialize import _add_entity_properties
+
     account_url = table.url.split("?", 1)[0].rstrip("/")
     base = f"{account_url}/{table.table_name}"
     changeset = f"changeset_{_boundaries.getrandbits(128):032x}"
@@ -129,6 +131,8 @@ async def submit_transaction(table: TableClient, operations: Sequence[Operation]
 
 async def merge_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
     """Insert the row or merge ``entity``'s columns into it (the SDK's upsert, MERGE mode)."""
+    from azure.data.tables._serialize import _add_entity_properties
+
     account_url = table.url.split("?", 1)[0].rstrip("/")
     key = f"(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
     request = HttpRequest(
@@ -147,6 +151,34 @@ async def merge_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
     if response.status_code != 204:
         raise HttpResponseError(
             message=f"Merging a row answered {response.status_code}: {_error_text(response.content)}",
+            response=response,
+        )
+
+
+async def insert_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
+    """Insert a new row; ``ResourceExistsError`` when it exists (the SDK's ``create_entity``)."""
+    from azure.data.tables._serialize import _add_entity_properties
+
+    request = HttpRequest(
+        "POST",
+        f"{table.url.split('?', 1)[0].rstrip('/')}/{table.table_name}",
+        headers={
+            "x-ms-version": _API_VERSION,
+            "DataServiceVersion": "3.0",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Prefer": "return-no-content",
+        },
+        content=json.dumps(_add_entity_properties(entity), separators=(",", ":")).encode("utf-8"),
+    )
+    response = await table._client._client.send_request(request, request_id=next(_REQUEST_IDS))
+    if response.status_code == 409:
+        raise ResourceExistsError(
+            message=f"The row exists: {_error_text(response.content)}", response=response
+        )
+    if response.status_code not in (201, 204):
+        raise HttpResponseError(
+            message=f"Inserting a row answered {response.status_code}: {_error_text(response.content)}",
             response=response,
         )
 

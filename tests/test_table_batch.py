@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from emulator._table_batch import Operation, TransactionFailed, merge_entity, submit_transaction
+from emulator._table_batch import (
+    Operation,
+    TransactionFailed,
+    insert_entity,
+    merge_entity,
+    submit_transaction,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,3 +121,22 @@ def test_a_merge_creates_the_row_then_changes_only_the_columns_it_names(storage_
     assert stored["RuntimeStatus"] == "Completed"
     assert stored["Input"] == "[1]" and stored["CreatedTime"] == when
     assert "Output" not in stored or stored["Output"] is None
+
+
+def test_an_insert_stores_a_new_row_and_refuses_an_existing_one(storage_connection: str) -> None:
+    from azure.core.exceptions import ResourceExistsError
+
+    row = {"PartitionKey": "instance 'é'", "RowKey": "", "RuntimeStatus": "Pending", "Generation": 0}
+
+    async def scenario(table: Any) -> tuple[dict[str, Any], bool]:
+        await insert_entity(table, row)
+        try:
+            await insert_entity(table, {**row, "RuntimeStatus": "Running"})
+        except ResourceExistsError:
+            refused = True
+        else:
+            refused = False
+        return dict(await table.get_entity(row["PartitionKey"], "")), refused
+
+    stored, refused = _run(storage_connection, scenario)
+    assert refused and stored["RuntimeStatus"] == "Pending" and stored["Generation"] == 0
