@@ -83,9 +83,9 @@ async def _latency_ms(count: int, make: Callable[[int], Awaitable[Any]]) -> floa
     return 1000 * sorted(times)[len(times) // 2]
 
 
-def _history_rows(pk: str, count: int, moment: datetime) -> list[dict[str, Any]]:
+def _history_rows(pk: str, count: int, moment: datetime, first: int = 0) -> list[dict[str, Any]]:
     events = [h.task_completed(n, json.dumps(n), moment + timedelta(microseconds=n)) for n in range(count)]
-    return [history_row(pk, n, "exec", event) for n, event in enumerate(events)]
+    return [history_row(pk, first + n, "exec", event) for n, event in enumerate(events)]
 
 
 async def measure_storage(connection_string: str, quick: bool) -> dict[str, Any]:
@@ -125,7 +125,8 @@ async def measure_storage(connection_string: str, quick: bool) -> dict[str, Any]
 
         def transaction(size: int, prefix: str) -> Callable[[int], Awaitable[Any]]:
             def submit(i: int) -> Awaitable[Any]:
-                rows = _history_rows(f"{prefix}-{i:05d}", size, now)
+                # Appended to one instance's partition, one after the other, like a chain's steps.
+                rows = _history_rows(prefix, size, now, first=i * size)
                 # Through the engine's own transaction encoder, as history appends go.
                 return submit_transaction(history, [Operation("upsert", r) for r in rows])
 

@@ -326,8 +326,8 @@ def format_floors(floors: dict[str, Any]) -> str:
         )
         step = storage["chain_step_floor_ms"]
         lines.append(
-            f"  => a chain step waits at least {step:.1f} ms (1 small history transaction): "
-            f"chain 1,000 >= {step:.1f} s"
+            f"  => a chain step waits about {step:.1f} ms (1 small history transaction): "
+            f"chain 1,000 spends about {step:.1f} s waiting for storage"
         )
     replay = floors.get("replay")
     if replay:
