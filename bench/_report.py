@@ -324,6 +324,22 @@ def format_floors(floors: dict[str, Any]) -> str:
             f"  small queue send (1 work item): {storage['queue_send_small_ms']:.1f} ms; "
             f"5-row history transaction: {storage['table_transaction_5_ms']:.1f} ms (medians)"
         )
+        cpu = storage.get("azurite_cpu_ms")
+        if cpu:
+            # What the engine sends per ProcessOrder: the Pending row, three history
+            # transactions, three Instances-row writes and the client's status query.
+            order = (
+                3 * cpu["history_transaction"] + 3 * cpu["row_merge"] + cpu["row_insert"] + cpu["row_read"]
+            )
+            lines.append(
+                f"  Azurite CPU per request: history transaction {cpu['history_transaction']:.1f} ms, "
+                f"row merge {cpu['row_merge']:.1f} ms, row insert {cpu['row_insert']:.1f} ms, "
+                f"row read {cpu['row_read']:.1f} ms"
+            )
+            lines.append(
+                f"  => a ProcessOrder costs Azurite about {order:.0f} ms of CPU: "
+                f"500 at once need at least {order / 2:.1f} s of it"
+            )
         step = storage["chain_step_floor_ms"]
         lines.append(
             f"  => a chain step waits about {step:.1f} ms (1 small history transaction): "

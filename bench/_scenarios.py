@@ -389,7 +389,7 @@ def scenario_floors(ctx: Context) -> None:
         with azurite("floors") as server:
             ctx.say("  storage floor: raw Azurite operations ...")
             ctx.results.floors["storage"] = asyncio.run(
-                _floors.measure_storage(server.connection_string, quick)
+                _floors.measure_storage(server.connection_string, quick, server.process.pid)
             )
     except Exception as exc:
         ctx.results.failures["floors/storage"] = f"{type(exc).__name__}: {exc}"

@@ -124,20 +124,9 @@ def test_a_start_kept_only_in_its_pending_row_runs_after_a_kill(
 ) -> None:
     # The host that owns an instance's partition records a client start in the Pending row
     # alone; it dies before the first episode, so only that row tells the next host to run it.
-    before = _instance_ids(storage_connection)
-    first = _host(hosts, storage_connection, tmp_path, crash_at="start-after-pending")
-    log = tmp_path / "host-0.log"
-    wait_until(lambda: all(f"now owns crashhub-control-0{p}" in log.read_text() for p in range(4)))
-    with contextlib.suppress(OSError):
-        request("POST", f"{first.base_url}/api/start/FanOut", {"items": ITEMS[:20], "delay": 0})
-    _died(first)
-    new = _instance_ids(storage_connection) - before
-    assert len(new) == 1
-    instance_id = new.pop()
-    second = _host(hosts, storage_connection, tmp_path)
-    url = f"{second.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
-    status = wait_for_status(url, timeout=60)
-    assert status["output"] == [f"done {item}" for item in ITEMS[:20]]
+    body = {"items": ITEMS[:20], "delay": 0}
+    instance_id = _start_on_a_dying_host(hosts, storage_connection, tmp_path, "start-after-pending", body)
+    assert _output_on_a_new_host(hosts, storage_connection, tmp_path, instance_id) == _done(ITEMS[:20])
     assert set(_runs(storage_connection, instance_id).values()) == {1}
 
 
@@ -146,23 +135,42 @@ def test_a_first_episode_kept_in_memory_is_decided_again_after_a_kill(
 ) -> None:
     # A small first episode's rows wait in memory for its activities' results; the host dies
     # right after starting those activities, before any history row is written.
-    before = _instance_ids(storage_connection)
-    first = _host(hosts, storage_connection, tmp_path, crash_at="episode-after-send:1")
+    body = {"items": ITEMS[:5], "delay": 0.2}
+    instance_id = _start_on_a_dying_host(hosts, storage_connection, tmp_path, "episode-after-send:1", body)
+    assert history_rows(storage_connection, "CrashHub", instance_id) == []
+    assert _output_on_a_new_host(hosts, storage_connection, tmp_path, instance_id) == _done(ITEMS[:5])
+    runs = _runs(storage_connection, instance_id)
+    assert set(runs) == set(ITEMS[:5]) and set(runs.values()) <= {1, 2}
+
+
+def _start_on_a_dying_host(
+    hosts: list[SubprocessHost], connection: str, tmp_path: Path, crash_at: str, body: Any
+) -> str:
+    """Start a FanOut on a host set to crash; the id of the one instance it created."""
+    before = _instance_ids(connection)
+    first = _host(hosts, connection, tmp_path, crash_at=crash_at)
+    # Partitions a killed host of an earlier scenario held free up only when its lease lapses;
+    # the start must land on a host that owns them all, to be recorded in its Pending row alone.
     log = tmp_path / "host-0.log"
     wait_until(lambda: all(f"now owns crashhub-control-0{p}" in log.read_text() for p in range(4)))
-    with contextlib.suppress(OSError):
-        request("POST", f"{first.base_url}/api/start/FanOut", {"items": ITEMS[:5], "delay": 0.2})
+    with contextlib.suppress(OSError):  # the host may die before it answers
+        request("POST", f"{first.base_url}/api/start/FanOut", body)
     _died(first)
-    new = _instance_ids(storage_connection) - before
+    new = _instance_ids(connection) - before
     assert len(new) == 1
-    instance_id = new.pop()
-    assert history_rows(storage_connection, "CrashHub", instance_id) == []
-    second = _host(hosts, storage_connection, tmp_path)
+    return new.pop()
+
+
+def _output_on_a_new_host(
+    hosts: list[SubprocessHost], connection: str, tmp_path: Path, instance_id: str
+) -> Any:
+    second = _host(hosts, connection, tmp_path)
     url = f"{second.base_url}/runtime/webhooks/durabletask/instances/{instance_id}"
-    status = wait_for_status(url, timeout=60)
-    assert status["output"] == [f"done {item}" for item in ITEMS[:5]]
-    assert set(_runs(storage_connection, instance_id)) == set(ITEMS[:5])
-    assert set(_runs(storage_connection, instance_id).values()) <= {1, 2}
+    return wait_for_status(url, timeout=60)["output"]
+
+
+def _done(items: list[str]) -> list[str]:
+    return [f"done {item}" for item in items]
 
 
 def _instance_ids(connection: str) -> set[str]:
