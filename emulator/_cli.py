@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from azure.core.exceptions import AzureError
+
 from emulator import _durable_cli
 from emulator._app_index import format_function_listing
 from emulator._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
@@ -129,7 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(options: HostOptions, host: EmulatorHost) -> None:
-    await host.start()
+    try:
+        await host.start()
+    except BaseException:
+        # Close what did start (the listener, storage clients) before the error is reported.
+        with contextlib.suppress(Exception):
+            await host.stop()
+        await close_client_sessions()
+        raise
     assert host.index is not None and host.settings is not None
     print()
     print(format_function_listing(host.index, host.base_url, host.settings.route_prefix))
@@ -174,6 +183,15 @@ def start(args: argparse.Namespace) -> int:
         return 1
     except OSError as exc:
         logger.error("Could not start the host: %s", exc)
+        return 1
+    except AzureError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        logger.error(
+            "Could not start the host: the storage account of %s did not answer (%s). "
+            "Check the connection string, and that Azurite (or the account) is running.",
+            host.settings.storage_connection_name if host.settings else "AzureWebJobsStorage",
+            reason,
+        )
         return 1
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,43 @@
+"""``python -m emulator start`` when its storage account does not answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from emulator._azurite import AzuriteEndpoints
+from tests.conftest import REPO_ROOT
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_host_whose_storage_does_not_answer_says_so_and_exits() -> None:
+    nobody = _closed_port()
+    dead = AzuriteEndpoints(blob_port=nobody, queue_port=nobody, table_port=nobody).connection_string
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "start",
+            "--script-root",
+            str(REPO_ROOT),
+            "--port",
+            str(_closed_port()),
+        ],
+        env={**os.environ, "AzureWebJobsStorage": dead},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "the storage account of AzureWebJobsStorage did not answer" in output
+    assert "Traceback" not in output and "Unclosed" not in output
