@@ -18,7 +18,10 @@ many completions costs few replays. One episode follows the real provider's chec
 5. delete the consumed messages - invariant 3.
 
 Activity results come back in memory and are recorded by the next episode's history, so a step
-of a chain costs one storage write on its critical path.
+of a chain costs one storage write on its critical path. A small episode of the kind whose
+activities start before step 2 may also postpone steps 2, 4 and 5 for a few milliseconds, so
+that its activities' results are written with it (``_Unflushed``): a one-activity orchestration
+then writes its history once.
 
 Duplicate and stale events are recognised and dropped before the replay (invariant 6).
 """
