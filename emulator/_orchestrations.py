@@ -503,13 +503,7 @@ class OrchestrationDispatcher:
             instance.instance_id, episode.execution_id, committed, rows, stored.etag
         )
         instance.forget_unflushed()
-        if episode.new_generation:
-            events = list(episode.rows)
-        else:
-            events = stored.events  # extended in place: its index catches up with the new rows
-            events.extend(episode.rows)
-        instance.history = StoredHistory(events, etag, episode.execution_id)
-        instance.session = episode.session
+        self._take_rows(instance, stored, episode, etag)
         crash_point("episode-after-history")
         for handoff in handoffs:
             handoff()
@@ -561,9 +555,7 @@ class OrchestrationDispatcher:
     ) -> None:
         """Keep an episode's rows in memory for the next episode's transaction (``_Unflushed``)."""
         start = len(stored.events)
-        stored.events.extend(episode.rows)
-        instance.history = StoredHistory(stored.events, stored.etag, episode.execution_id)
-        instance.session = episode.session
+        self._take_rows(instance, stored, episode, stored.etag)  # the ETag of before: not written yet
         instance.pending = deferred + instance.pending
         self._settle(instance, batch, deferred)
         waiting = {id(event) for event, _ in deferred}
@@ -575,6 +567,17 @@ class OrchestrationDispatcher:
         )
         carried.timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_soon, instance)
 
+    @staticmethod
+    def _take_rows(instance: _Instance, stored: StoredHistory, episode: Episode, etag: str | None) -> None:
+        """Make the episode's rows part of the instance's history in memory, and keep its session."""
+        if episode.new_generation:
+            events = list(episode.rows)
+        else:
+            events = stored.events  # extended in place: its index catches up with the new rows
+            events.extend(episode.rows)
+        instance.history = StoredHistory(events, etag, episode.execution_id)
+        instance.session = episode.session
+
     def _flush_soon(self, instance: _Instance) -> None:
         if instance.unflushed is not None and self._instances.get(instance.instance_id) is instance:
             instance.unflushed.due = True
@@ -583,8 +586,10 @@ class OrchestrationDispatcher:
     async def _flush(self, instance: _Instance) -> None:
         """Write the rows of an episode kept in memory (no result came in time to join them)."""
         carried, history = instance.unflushed, instance.history
-        if carried is None or history is None or history.execution_id is None:
+        if carried is None:
             return
+        # An unflushed episode always leaves its execution's history in memory (_hold_unflushed).
+        assert history is not None and history.execution_id is not None
         # On failure the episode stays unflushed: whoever handles the error makes it pending again.
         etag = await self._storage.append_history(
             instance.instance_id,

@@ -39,8 +39,6 @@ from azure.core.exceptions import (
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-    pass
-
 from emulator import _history as h
 from emulator._azurite import client_options
 from emulator._crash import crash_point

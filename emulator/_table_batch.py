@@ -54,24 +54,19 @@ class TransactionFailed(HttpResponseError):
 
 async def submit_transaction(table: TableClient, operations: Sequence[Operation]) -> list[str | None]:
     """Apply ``operations`` (one partition, at most 100) atomically; the new ETag of each."""
-    # The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
-    from azure.data.tables._serialize import _add_entity_properties
-
-    account_url = table.url.split("?", 1)[0].rstrip("/")
-    base = f"{account_url}/{table.table_name}"
+    base = _table_url(table)
     changeset = f"changeset_{_boundaries.getrandbits(128):032x}"
     batch = f"batch_{_boundaries.getrandbits(128):032x}"
     parts: list[str] = []
     for number, operation in enumerate(operations):
         entity = operation.entity
-        body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))
+        body = _entity_json(entity)
         if operation.kind == "insert":
             line = f"POST {base} HTTP/1.1"
             extra = ""
         else:
-            key = f"(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
             method = "PUT" if operation.kind == "upsert" else "MERGE"
-            line = f"{method} {base}{key} HTTP/1.1"
+            line = f"{method} {base}{_row_path(entity)} HTTP/1.1"
             extra = f"If-Match: {operation.etag}\r\n" if operation.etag else ""
         parts.append(
             f"--{changeset}\r\n"
@@ -98,7 +93,7 @@ async def submit_transaction(table: TableClient, operations: Sequence[Operation]
     ).encode("utf-8")
     request = HttpRequest(
         "POST",
-        f"{account_url}/$batch",
+        f"{_account_url(table)}/$batch",
         headers={
             "x-ms-version": _API_VERSION,
             "DataServiceVersion": "3.0",
@@ -108,8 +103,7 @@ async def submit_transaction(table: TableClient, operations: Sequence[Operation]
         },
         content=payload,
     )
-    pipeline = table._client._client  # the TableClient's authenticated pipeline client
-    response = await pipeline.send_request(request, stream=True, request_id=next(_REQUEST_IDS))
+    response = await _send(table, request, stream=True)
     text = await response.read()
     if response.status_code != 202:
         raise TransactionFailed(
@@ -131,23 +125,7 @@ async def submit_transaction(table: TableClient, operations: Sequence[Operation]
 
 async def merge_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
     """Insert the row or merge ``entity``'s columns into it (the SDK's upsert, MERGE mode)."""
-    from azure.data.tables._serialize import _add_entity_properties
-
-    account_url = table.url.split("?", 1)[0].rstrip("/")
-    key = f"(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
-    request = HttpRequest(
-        "PATCH",
-        f"{account_url}/{table.table_name}{key}",
-        headers={
-            "x-ms-version": _API_VERSION,
-            "DataServiceVersion": "3.0",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        },
-        content=json.dumps(_add_entity_properties(entity), separators=(",", ":")).encode("utf-8"),
-    )
-    pipeline = table._client._client
-    response = await pipeline.send_request(request, request_id=next(_REQUEST_IDS))
+    response = await _send_row(table, "PATCH", _table_url(table) + _row_path(entity), entity)
     if response.status_code != 204:
         raise HttpResponseError(
             message=f"Merging a row answered {response.status_code}: {_error_text(response.content)}",
@@ -157,21 +135,7 @@ async def merge_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
 
 async def insert_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
     """Insert a new row; ``ResourceExistsError`` when it exists (the SDK's ``create_entity``)."""
-    from azure.data.tables._serialize import _add_entity_properties
-
-    request = HttpRequest(
-        "POST",
-        f"{table.url.split('?', 1)[0].rstrip('/')}/{table.table_name}",
-        headers={
-            "x-ms-version": _API_VERSION,
-            "DataServiceVersion": "3.0",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Prefer": "return-no-content",
-        },
-        content=json.dumps(_add_entity_properties(entity), separators=(",", ":")).encode("utf-8"),
-    )
-    response = await table._client._client.send_request(request, request_id=next(_REQUEST_IDS))
+    response = await _send_row(table, "POST", _table_url(table), entity, {"Prefer": "return-no-content"})
     if response.status_code == 409:
         raise ResourceExistsError(
             message=f"The row exists: {_error_text(response.content)}", response=response
@@ -181,6 +145,53 @@ async def insert_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
             message=f"Inserting a row answered {response.status_code}: {_error_text(response.content)}",
             response=response,
         )
+
+
+async def _send_row(
+    table: TableClient,
+    method: str,
+    url: str,
+    entity: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """One entity request (not a transaction) through the table client's pipeline."""
+    request = HttpRequest(
+        method,
+        url,
+        headers={
+            "x-ms-version": _API_VERSION,
+            "DataServiceVersion": "3.0",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **(headers or {}),
+        },
+        content=_entity_json(entity).encode("utf-8"),
+    )
+    return await _send(table, request)
+
+
+async def _send(table: TableClient, request: HttpRequest, stream: bool = False) -> Any:
+    pipeline = table._client._client  # the TableClient's authenticated pipeline client
+    return await pipeline.send_request(request, stream=stream, request_id=next(_REQUEST_IDS))
+
+
+def _entity_json(entity: Mapping[str, Any]) -> str:
+    # The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
+    from azure.data.tables._serialize import _add_entity_properties
+
+    return json.dumps(_add_entity_properties(entity), separators=(",", ":"))
+
+
+def _account_url(table: TableClient) -> str:
+    return table.url.split("?", 1)[0].rstrip("/")
+
+
+def _table_url(table: TableClient) -> str:
+    return f"{_account_url(table)}/{table.table_name}"
+
+
+def _row_path(entity: Mapping[str, Any]) -> str:
+    return f"(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
 
 
 def _key(value: str) -> str:
