@@ -14,7 +14,6 @@ Activities run on the host that owns their instance's partition. They run in par
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Callable
 
@@ -26,6 +25,7 @@ from emulator._http_activity import run_http_activity
 from emulator._invocations import InvocationLog
 from emulator._replay import HTTP_ACTIVITY
 from emulator._storage import WorkItem
+from emulator._threads import WorkerThreads
 from emulator._timers import DurableClock
 from emulator._worker import ActivityOutcome, run_activity, worker_thread_count
 
@@ -50,9 +50,7 @@ class ActivityDispatcher:
         self._slots = asyncio.Semaphore(max_concurrent)
         # Synchronous activities share a thread pool as big as the Python worker's
         # (PYTHON_THREADPOOL_THREAD_COUNT): more threads only fight over the GIL with the loop.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(max_concurrent, worker_thread_count()), thread_name_prefix="activity"
-        )
+        self._threads = WorkerThreads(min(max_concurrent, worker_thread_count()), "activity")
         self._tasks: set[asyncio.Task[None]] = set()
         self._result_sink: ResultSink | None = None
 
@@ -75,7 +73,7 @@ class ActivityDispatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
 
     async def _run_item(self, item: WorkItem) -> None:
         function = self._index.activity(item.name)
@@ -91,7 +89,7 @@ class ActivityDispatcher:
                     function.name, reason="(null)", instance_id=item.instance_id
                 ) as record:
                     outcome = await run_activity(
-                        function, item.input, self._executor, instance_id=item.instance_id
+                        function, item.input, self._threads, instance_id=item.instance_id
                     )
                     if outcome.failed:
                         record.succeeded = False

@@ -29,7 +29,6 @@ Duplicate and stale events are recognised and dropped before the replay (invaria
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -56,6 +55,7 @@ from emulator._storage import (
     TaskHubStorage,
     WorkItem,
 )
+from emulator._threads import WorkerThreads
 from emulator._timers import DurableClock
 from emulator._worker import OrchestratorSession
 
@@ -257,9 +257,7 @@ class OrchestrationDispatcher:
         self._max_idle = max_idle_instances
         self._slots = asyncio.Semaphore(max_concurrent)
         # Orchestrator replays are CPU work in user code: keep them off the event loop.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=min(max_concurrent, 4), thread_name_prefix="orchestrator"
-        )
+        self._threads = WorkerThreads(min(max_concurrent, 4), "orchestrator")
         self._work_sink: WorkSink | None = None
         self._deleting: set[asyncio.Task[None]] = set()
         self._timer_sink: TimerSink | None = None
@@ -290,7 +288,7 @@ class OrchestrationDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -803,7 +801,6 @@ class OrchestrationDispatcher:
 
         name = _orchestrator_name(history, new_events)
         function = index.orchestrator(name)
-        loop = asyncio.get_running_loop()
         with self._invocations.invoke(
             function.name if function else name, reason="(null)", instance_id=instance_id
         ) as record:
@@ -816,7 +813,7 @@ class OrchestrationDispatcher:
                 # two thread hand-offs would cost more than running it right here.
                 episode = run()
             else:
-                episode = await loop.run_in_executor(self._executor, run)
+                episode = await self._threads.run(run)
             if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error

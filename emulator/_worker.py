@@ -8,8 +8,6 @@ every value crosses the same (de)serialization as on Azure.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -28,6 +26,7 @@ from emulator._app_index import FunctionInfo
 from emulator._bindings import TriggerValue, bindings_for
 from emulator._history import HistoryEvent
 from emulator._replay import OrchestratorState, WalkMemo
+from emulator._threads import WorkerThreads
 
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
 
@@ -142,11 +141,11 @@ def worker_thread_count() -> int:
 async def run_activity(
     function: FunctionInfo,
     input_text: str | None,
-    executor: concurrent.futures.Executor | None = None,
+    threads: WorkerThreads,
     *,
     instance_id: str | None = None,
 ) -> ActivityOutcome:
-    """Run an activity: sync functions on ``executor`` threads, async ones on the event loop.
+    """Run an activity: sync functions on ``threads``, async ones on the event loop.
 
     An activity with input or output bindings besides its trigger gets them from its host's binding
     layer; its outputs are written before the result is reported, so a failed write fails the activity.
@@ -163,8 +162,7 @@ async def run_activity(
         if function.is_async:
             result = await function.user_function(**kwargs)
         else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(executor, functools.partial(function.user_function, **kwargs))
+            result = await threads.run(functools.partial(function.user_function, **kwargs))
         if bindings is not None and call is not None:
             await bindings.finish(call, result, return_is_trigger_output=True)
         return ActivityOutcome(result=_encode_result(result))
