@@ -3,6 +3,12 @@
 * Storage: what Azurite itself sustains for the operations the design needs per activity: one
   queue message carrying many work items (sent, received, deleted), a table transaction of 100
   history rows, a single upsert. Measured with the async SDK clients the host uses.
+* The storage of many orchestrations at once: the requests the engine sends for one ProcessOrder
+  (its Pending row, three history transactions, three Instances-row writes, the status query),
+  sent straight to Azurite for many instances at once, without a host. Azurite's cost per row
+  grows with the number of instances in the task hub (its table store looks rows up by RowKey
+  first, and in the real layout every instance's history uses the same RowKeys and every
+  Instances row the RowKey ""), so this is measured at the scenario's own size.
 * Replay: what the Durable Functions SDK itself spends replaying the final history of a 1,000-way
   fan-out and of a 1,000-step chain, driving ``df.Orchestrator.create(fn)`` directly with a
   hand-built history (no host, no storage), as the host hands it over.
@@ -116,6 +122,86 @@ async def _latency_ms(count: int, make: Callable[[int], Awaitable[Any]]) -> floa
         await make(i)
         times.append(time.perf_counter() - started)
     return 1000 * sorted(times)[len(times) // 2]
+
+
+async def _order_storage(history: Any, instances: Any, order: int, now: datetime) -> None:
+    """The storage requests the engine sends for one ProcessOrder, in its order (no host)."""
+    pk = f"order-{order:05d}"
+    await insert_entity(
+        instances, {"PartitionKey": pk, "RowKey": "", "RuntimeStatus": "Pending", "CreatedTime": now}
+    )
+    started = h.execution_started(
+        instance_id=pk, execution_id="exec", name="ProcessOrder", input_text=json.dumps("null"), timestamp=now
+    )
+    details = json.dumps({"orderId": pk, "customerId": "c", "items": ["a", "b"], "total": 42})
+    episodes = [
+        # The first episode (kept in memory) and the second, written together.
+        [
+            h.orchestrator_started(now),
+            started,
+            h.task_scheduled(0, "GetOrderDetails", now),
+            h.orchestrator_completed(now),
+            h.orchestrator_started(now),
+            h.task_completed(0, details, now),
+            *(
+                h.task_scheduled(i, name, now, details)
+                for i, name in enumerate(("Notify", "Stock", "Ship"), 1)
+            ),
+            h.orchestrator_completed(now),
+        ],
+        [
+            h.orchestrator_started(now),
+            *(h.task_completed(i, json.dumps("done"), now) for i in (1, 2, 3)),
+            h.task_scheduled(4, "CompleteOrder", now, details),
+            h.orchestrator_completed(now),
+        ],
+        [
+            h.orchestrator_started(now),
+            h.task_completed(4, details, now),
+            h.execution_completed(5, h.OrchestrationStatus.Completed, details, now),
+            h.orchestrator_completed(now),
+        ],
+    ]
+    written, etag = 0, None
+    for number, events in enumerate(episodes):
+        operations = [
+            Operation("upsert", history_row(pk, written + i, "exec", e)) for i, e in enumerate(events)
+        ]
+        written += len(events)
+        sentinel = {
+            "PartitionKey": pk,
+            "RowKey": "sentinel",
+            "ExecutionId": "exec",
+            "HistoryEventCount": written,
+        }
+        operations.append(
+            Operation("insert", sentinel) if etag is None else Operation("merge", sentinel, etag)
+        )
+        etag = (await submit_transaction(history, operations))[-1]
+        status = "Completed" if number == len(episodes) - 1 else "Running"
+        await merge_entity(
+            instances, {"PartitionKey": pk, "RowKey": "", "RuntimeStatus": status, "LastUpdatedTime": now}
+        )
+    await instances.get_entity(pk, "")
+
+
+async def measure_orders_storage(
+    connection_string: str, count: int, storage_pid: int | None
+) -> dict[str, Any]:
+    """Seconds (and Azurite CPU seconds) for the storage of ``count`` ProcessOrder at once."""
+    now = datetime.now(timezone.utc)
+    async with TableServiceClient.from_connection_string(connection_string) as tables:
+        history = await tables.create_table_if_not_exists("BenchOrdersHistory")
+        instances = await tables.create_table_if_not_exists("BenchOrdersInstances")
+        meter = CpuMeter(azurite=storage_pid).start() if storage_pid is not None else None
+        started = time.perf_counter()
+        await asyncio.gather(*(_order_storage(history, instances, i, now) for i in range(count)))
+        figures: dict[str, Any] = {"count": count, "seconds": time.perf_counter() - started}
+        if meter is not None:
+            figures["azurite_cpu_s"] = meter.stop().get("azurite")
+        await tables.delete_table("BenchOrdersHistory")
+        await tables.delete_table("BenchOrdersInstances")
+    return figures
 
 
 def _history_rows(pk: str, count: int, moment: datetime, first: int = 0) -> list[dict[str, Any]]:

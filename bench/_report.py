@@ -326,19 +326,19 @@ def format_floors(floors: dict[str, Any]) -> str:
         )
         cpu = storage.get("azurite_cpu_ms")
         if cpu:
-            # What the engine sends per ProcessOrder: the Pending row, three history
-            # transactions, three Instances-row writes and the client's status query.
-            order = (
-                3 * cpu["history_transaction"] + 3 * cpu["row_merge"] + cpu["row_insert"] + cpu["row_read"]
-            )
             lines.append(
                 f"  Azurite CPU per request: history transaction {cpu['history_transaction']:.1f} ms, "
                 f"row merge {cpu['row_merge']:.1f} ms, row insert {cpu['row_insert']:.1f} ms, "
-                f"row read {cpu['row_read']:.1f} ms"
+                f"row read {cpu['row_read']:.1f} ms (small tables)"
             )
+        orders = storage.get("orders")
+        if orders:
+            azurite_cpu = orders.get("azurite_cpu_s")
+            spent = f" (Azurite CPU {azurite_cpu:.1f} s)" if azurite_cpu is not None else ""
             lines.append(
-                f"  => a ProcessOrder costs Azurite about {order:.0f} ms of CPU: "
-                f"500 at once need at least {order / 2:.1f} s of it"
+                f"  => the storage requests of {orders['count']} ProcessOrder at once (8 per order, "
+                f"20 history rows), sent straight to a fresh Azurite with no host: "
+                f"{fmt_time(orders['seconds'])}{spent}"
             )
         step = storage["chain_step_floor_ms"]
         lines.append(

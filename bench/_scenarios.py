@@ -391,6 +391,14 @@ def scenario_floors(ctx: Context) -> None:
             ctx.results.floors["storage"] = asyncio.run(
                 _floors.measure_storage(server.connection_string, quick, server.process.pid)
             )
+        with azurite("floors-orders") as server:
+            # A fresh Azurite, as the orders scenario gets: its costs grow with the rows stored.
+            ctx.say(
+                f"  storage floor: {ctx.sizes.orders} ProcessOrder's storage requests at once, no host ..."
+            )
+            ctx.results.floors["storage"]["orders"] = asyncio.run(
+                _floors.measure_orders_storage(server.connection_string, ctx.sizes.orders, server.process.pid)
+            )
     except Exception as exc:
         ctx.results.failures["floors/storage"] = f"{type(exc).__name__}: {exc}"
         ctx.say(f"  storage floor FAILED: {exc}")
