@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -244,8 +244,11 @@ class DurableClientService:
         urls: ClientUrls,
         connection_name: str,
         runs_here: Callable[[str], bool] | None = None,
+        checkpoint_written: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
+        #: Waits briefly for a checkpoint of the instance that this host has under way.
+        self._checkpoint_written = checkpoint_written
         #: True for instances whose partition this host owns (their starts stay in memory).
         self._runs_here = runs_here
         self._index = index
@@ -353,6 +356,8 @@ class DurableClientService:
         show_history: bool = False,
         show_history_output: bool = False,
     ) -> dict[str, Any] | None:
+        if self._checkpoint_written is not None:
+            await self._checkpoint_written(instance_id)
         record = await self._storage.read_instance(instance_id)
         if record is None:
             return None

@@ -237,6 +237,7 @@ class EmulatorHost:
             runs_here=lambda instance_id: (
                 self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
             ),
+            checkpoint_written=orchestrations.checkpoint_written,
         )
 
         self._durable_api = DurableHttpApi(self.client)

@@ -135,6 +135,10 @@ MAX_UNFLUSHED_ROWS = 60
 #: next episodes' updates to be written together (a chain then writes it a few times a second).
 STATUS_WRITE_DELAY = 0.1
 
+#: A status query for an instance whose checkpoint is under way on this host waits this long at
+#: most for the checkpoint's Instances-row write (``checkpoint_written``).
+STATUS_QUERY_WAIT = 0.1
+
 #: A live orchestration whose last step took less than this resumes on the event loop: user
 #: code that yields this quickly costs less than the hand-off to an orchestrator thread and back.
 INLINE_RESUME_SECONDS = 0.002
@@ -203,6 +207,24 @@ class _Instance:
     index: _HistoryIndex | None = None
     #: The last episode, if its history rows are still only in memory.
     unflushed: _Unflushed | None = None
+    #: Status queries waiting for the next Instances-row write (``checkpoint_written``).
+    status_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def checkpoint_under_way(self) -> bool:
+        """An episode runs, or one's history or Instances row is still to be written."""
+        return (
+            self.task is not None
+            or self.unflushed is not None
+            or self.unwritten is not None
+            or not _settled(self.follow_up)
+        )
+
+    def release_status_waiters(self) -> None:
+        waiters, self.status_waiters = self.status_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def forget_unflushed(self) -> list[tuple[HistoryEvent, _Delivery]]:
         """Drop the in-memory episode; return its events, to be applied again."""
@@ -323,6 +345,26 @@ class OrchestrationDispatcher:
         instance = self._instances[instance_id] = _Instance(instance_id, recovering=True)
         self._wake(instance)
 
+    async def checkpoint_written(self, instance_id: str) -> None:
+        """Wait for the Instances-row write of a checkpoint under way here, if any (briefly).
+
+        A status query that comes while an episode of the instance is being checkpointed then
+        reads the state that episode leaves, instead of the one before it, and does not compete
+        with the episode's writes for storage. What it reads is still the stored row (invariant 5).
+        """
+        instance = self._instances.get(instance_id)
+        if instance is None or not instance.checkpoint_under_way:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        instance.status_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, STATUS_QUERY_WAIT)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                instance.status_waiters.remove(waiter)
+
     def _wake(self, instance: _Instance) -> None:
         if instance.task is None:
             instance.task = asyncio.get_running_loop().create_task(
@@ -370,6 +412,8 @@ class OrchestrationDispatcher:
                     break
         finally:
             instance.task = None
+            if not instance.checkpoint_under_way:
+                instance.release_status_waiters()
             if not instance.pending:
                 self._park(instance)
 
@@ -698,6 +742,7 @@ class OrchestrationDispatcher:
                 await asyncio.wait_for(instance.unwritten.urgent.wait(), STATUS_WRITE_DELAY)
             write, instance.unwritten = instance.unwritten, None
             await self._write_once(instance.instance_id, write.columns, write.consumed)
+            instance.release_status_waiters()
 
     async def _write_once(self, instance_id: str, columns: dict[str, Any], consumed: list[_Delivery]) -> None:
         backoff = 0.5

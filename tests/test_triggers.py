@@ -269,7 +269,8 @@ def test_a_blob_trigger_reads_the_blob_and_writes_a_table_row(
     assert rows[0]["Blob"] == "uploads/invoice-7.json"
     assert _plain(rows[0]["Length"]) == len(document)
     assert _plain(rows[0]["Total"]) == 35
-    runs = triggers_host.host.invocations.records("IndexUpload")
+    # The row is written by the invocation's output binding, just before its record is kept.
+    runs = wait_until(lambda: triggers_host.host.invocations.records("IndexUpload"), "the invocation record")
     assert (
         len(runs) == 1 and runs[0].reason == "New blob detected(LogsAndContainerScan): uploads/invoice-7.json"
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
+from emulator import _orchestrations
 from emulator._azurite import free_port
 from emulator.testing import BackgroundHost
 from tests.support import (
@@ -24,6 +25,20 @@ from tests.support import (
 def test_custom_status_is_visible_while_running_and_after(features_host: BackgroundHost) -> None:
     started = start_orchestration(features_host.base_url, "WaitTwice")
     assert wait_until(lambda: get_status(started).json()["customStatus"]) == {"stage": "waiting"}
+
+
+def test_a_status_query_during_a_checkpoint_reports_what_the_checkpoint_stores(
+    features_host: BackgroundHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a limit on the wait, a query right after the start waits for the first episode's
+    # Instances-row write; without the wait it would read the Pending row the start wrote.
+    monkeypatch.setattr(_orchestrations, "STATUS_QUERY_WAIT", 60.0)
+    started = start_orchestration(features_host.base_url, "CustomTypes")
+    reply = get_status(started)
+    assert reply.json()["runtimeStatus"] in ("Running", "Completed")
+    final = wait_for_status(started["statusQueryGetUri"])
+    assert final["runtimeStatus"] == "Completed"
+    assert final["output"] == {"x": 2, "y": 4, "type": "Point"}
 
 
 def test_custom_status_over_16_kb_fails_the_orchestration(features_host: BackgroundHost) -> None:
