@@ -24,7 +24,6 @@ no signal is lost (durability invariants 3 and 6):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import json
 import logging
@@ -42,6 +41,7 @@ from emulator._history import EventType, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator._threads import WorkerThreads
 from emulator._timers import DurableClock
 
 logger = logging.getLogger("emulator.entities")
@@ -162,7 +162,7 @@ class EntityDispatcher:
         self._clock = clock
         self._max_batch = max_batch
         self._entities: dict[str, _Entity] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="entity")
+        self._threads = WorkerThreads(2, "entity")
         self._control_sink: ControlSink | None = None
 
     def connect(self, control_sink: ControlSink) -> None:
@@ -173,7 +173,7 @@ class EntityDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
 
     def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
         handles: list[MessageHandle] = []
@@ -318,12 +318,10 @@ class EntityDispatcher:
                 ],
             }
         )
-        loop = asyncio.get_running_loop()
+        run = functools.partial(_run_entity, function.user_function, payload)
         with self._invocations.invoke(function.name, reason="(null)", instance_id=instance_id) as record:
             try:
-                output = await loop.run_in_executor(
-                    self._executor, functools.partial(_run_entity, function.user_function, payload)
-                )
+                output = await self._threads.run(run)
             except Exception as exc:
                 record.succeeded = False
                 record.error = f"{type(exc).__name__}: {exc}"
