@@ -86,14 +86,15 @@ async def _azurite_cpu_ms(
 
     def transaction(i: int) -> Awaitable[Any]:
         rows = _history_rows("cpu", 5, now, first=i * 5)
-        return submit_transaction(history, [Operation("upsert", r) for r in rows])
-
-    def merge(i: int) -> Awaitable[Any]:
-        return merge_entity(instances, {"PartitionKey": f"cpu-{i}", "RowKey": "", "RuntimeStatus": "Running"})
+        return submit_transaction(history, [Operation("insert", r) for r in rows])
 
     def insert(i: int) -> Awaitable[Any]:
-        row = {"PartitionKey": f"new-{i}", "RowKey": "", "RuntimeStatus": "Pending", "CreatedTime": now}
+        row = {"PartitionKey": f"cpu-{i}", "RowKey": "", "RuntimeStatus": "Pending", "CreatedTime": now}
         return insert_entity(instances, row)
+
+    def merge(i: int) -> Awaitable[Any]:
+        row = {"PartitionKey": f"cpu-{i}", "RowKey": "", "RuntimeStatus": "Running"}
+        return merge_entity(instances, row, existing=True)
 
     def read(i: int) -> Awaitable[Any]:
         return instances.get_entity(f"cpu-{i}", "")
@@ -101,8 +102,8 @@ async def _azurite_cpu_ms(
     out: dict[str, float] = {}
     for name, make in (
         ("history_transaction", transaction),
-        ("row_merge", merge),
         ("row_insert", insert),
+        ("row_merge", merge),
         ("row_read", read),
     ):
         await make(count)
@@ -165,7 +166,7 @@ async def _order_storage(history: Any, instances: Any, order: int, now: datetime
     written, etag = 0, None
     for number, events in enumerate(episodes):
         operations = [
-            Operation("upsert", history_row(pk, written + i, "exec", e)) for i, e in enumerate(events)
+            Operation("insert", history_row(pk, written + i, "exec", e)) for i, e in enumerate(events)
         ]
         written += len(events)
         sentinel = {
@@ -180,7 +181,9 @@ async def _order_storage(history: Any, instances: Any, order: int, now: datetime
         etag = (await submit_transaction(history, operations))[-1]
         status = "Completed" if number == len(episodes) - 1 else "Running"
         await merge_entity(
-            instances, {"PartitionKey": pk, "RowKey": "", "RuntimeStatus": status, "LastUpdatedTime": now}
+            instances,
+            {"PartitionKey": pk, "RowKey": "", "RuntimeStatus": status, "LastUpdatedTime": now},
+            existing=True,
         )
     await instances.get_entity(pk, "")
 
@@ -256,7 +259,7 @@ async def measure_storage(
                 # Appended to one instance's partition, one after the other, like a chain's steps.
                 rows = _history_rows(prefix, size, now, first=i * size)
                 # Through the engine's own transaction encoder, as history appends go.
-                return submit_transaction(history, [Operation("upsert", r) for r in rows])
+                return submit_transaction(history, [Operation("insert", r) for r in rows])
 
             return submit
 

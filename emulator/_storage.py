@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -276,6 +276,9 @@ class TaskHubStorage:
         self._history = self._tables.get_table_client(self.history_table_name)
         self._instances = self._tables.get_table_client(self.instances_table_name)
         self._large = self._blobs.get_container_client(self.large_messages_container)
+        #: History partitions that may hold rows past the committed count (an earlier execution's,
+        #: or a crashed multi-transaction append's): their appends replace rows instead of inserting.
+        self._overwritten: set[str] = set()
 
     async def close(self) -> None:
         await self._history.close()
@@ -368,6 +371,8 @@ class TaskHubStorage:
                 sentinel["__etag"] = entity.metadata["etag"]
             else:
                 rows.append(dict(entity))
+        if rows and (sentinel is None or len(rows) > int(sentinel.get("HistoryEventCount", 0))):
+            self._overwritten.add(pk)
         if sentinel is None:
             return StoredHistory(events=[], etag=None, execution_id=None)
         execution_id = sentinel.get("ExecutionId")
@@ -393,8 +398,16 @@ class TaskHubStorage:
         Each transaction also writes the sentinel with the ETag read before (invariant 1). When
         an episode needs more than one transaction, only the last one moves the sentinel's
         ``HistoryEventCount``, so a crash part-way leaves the committed history unchanged.
+
+        New rows are inserted rather than upserted (the real provider's InsertOrReplace): Azurite
+        then looks each row up once instead of twice, about a fifth of its CPU in a burst of
+        orchestrations. Where rows may exist already (a new execution over an old one, a row
+        found past the committed count) the rows are replaced, and a transaction that finds a
+        row anyway is sent again with replaces.
         """
         pk = escape_partition_key(instance_id)
+        if committed_count == 0 and etag is not None:
+            self._overwritten.add(pk)  # a new execution: the old one's rows are still there
         rows = []
         for offset, event in enumerate(new_events):
             row = history_row(pk, committed_count + offset, execution_id, event)
@@ -413,20 +426,12 @@ class TaskHubStorage:
             }
             if last:
                 sentinel["HistoryEventCount"] = committed_count + len(rows)
-            operations = [Operation("upsert", row) for row in chunk]
             if etag is None:
                 sentinel.setdefault("HistoryEventCount", committed_count)
-                operations.append(Operation("insert", sentinel))
+                sentinel_operation = Operation("insert", sentinel)
             else:
-                operations.append(Operation("merge", sentinel, etag))
-            try:
-                etags = await submit_transaction(self._history, operations)
-            except TransactionFailed as exc:
-                if exc.status_code in (409, 412):
-                    raise HistoryConflictError(
-                        f"History of instance '{instance_id}' was changed by another writer"
-                    ) from exc
-                raise
+                sentinel_operation = Operation("merge", sentinel, etag)
+            etags = await self._append_rows(instance_id, pk, chunk, sentinel_operation)
             etag = etags[-1]
             if etag is None:
                 raise HttpResponseError(message=f"The history append of '{instance_id}' returned no ETag")
@@ -435,8 +440,31 @@ class TaskHubStorage:
         assert etag is not None
         return etag
 
+    async def _append_rows(
+        self, instance_id: str, pk: str, rows: list[dict[str, Any]], sentinel: Operation
+    ) -> list[str | None]:
+        """One history transaction: ``rows`` and the sentinel's conditional write."""
+        replace = pk in self._overwritten
+        while True:
+            kind: Literal["upsert", "insert"] = "upsert" if replace else "insert"
+            operations = [*(Operation(kind, row) for row in rows), sentinel]
+            try:
+                return await submit_transaction(self._history, operations)
+            except TransactionFailed as exc:
+                if exc.status_code == 409 and not replace and rows:
+                    # A row exists after all; sent again with replaces, a 409 is the sentinel's.
+                    self._overwritten.add(pk)
+                    replace = True
+                    continue
+                if exc.status_code in (409, 412):
+                    raise HistoryConflictError(
+                        f"History of instance '{instance_id}' was changed by another writer"
+                    ) from exc
+                raise
+
     async def delete_history(self, instance_id: str) -> int:
         pk = escape_partition_key(instance_id)
+        self._overwritten.discard(pk)
         keys = [
             e["RowKey"]
             async for e in self._history.query_entities(
@@ -481,7 +509,11 @@ class TaskHubStorage:
     async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
         row = {"PartitionKey": escape_partition_key(instance_id), "RowKey": "", **columns}
         await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
-        await merge_entity(self._instances, row)
+        try:
+            # The row exists nearly always (the client wrote it Pending): one lookup in Azurite.
+            await merge_entity(self._instances, row, existing=True)
+        except ResourceNotFoundError:
+            await merge_entity(self._instances, row)
 
     async def delete_instance(self, instance_id: str) -> bool:
         try:

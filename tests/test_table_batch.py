@@ -140,3 +140,25 @@ def test_an_insert_stores_a_new_row_and_refuses_an_existing_one(storage_connecti
 
     stored, refused = _run(storage_connection, scenario)
     assert refused and stored["RuntimeStatus"] == "Pending" and stored["Generation"] == 0
+
+
+def test_a_merge_into_an_existing_row_refuses_a_missing_one(storage_connection: str) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    key = {"PartitionKey": "instance 'é'", "RowKey": ""}
+
+    async def scenario(table: Any) -> tuple[bool, list[dict[str, Any]], dict[str, Any]]:
+        try:
+            await merge_entity(table, {**key, "RuntimeStatus": "Running"}, existing=True)
+        except ResourceNotFoundError:
+            refused = True
+        else:
+            refused = False
+        missing = [dict(e) async for e in table.list_entities()]
+        await insert_entity(table, {**key, "RuntimeStatus": "Pending", "Name": "Chain"})
+        await merge_entity(table, {**key, "RuntimeStatus": "Running"}, existing=True)
+        return refused, missing, dict(await table.get_entity(key["PartitionKey"], ""))
+
+    refused, missing, stored = _run(storage_connection, scenario)
+    assert refused and missing == []
+    assert stored["RuntimeStatus"] == "Running" and stored["Name"] == "Chain"

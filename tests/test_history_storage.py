@@ -1,0 +1,139 @@
+"""History appends against Azurite: new rows are inserted, rows that exist already are replaced,
+and the sentinel's ETag still turns away a second writer (invariant 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from emulator import _history as h
+from emulator._storage import HistoryConflictError, TaskHubStorage, history_row
+
+pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
+
+
+def _with_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
+    async def main() -> T:
+        storage = TaskHubStorage(connection, f"Hist{uuid.uuid4().hex[:10]}")
+        try:
+            await storage.create_task_hub()
+            return await scenario(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(main())
+
+
+def _started(instance_id: str, execution_id: str) -> list[h.HistoryEvent]:
+    now = h.utcnow()
+    return [
+        h.orchestrator_started(now),
+        h.execution_started(
+            instance_id=instance_id,
+            execution_id=execution_id,
+            name="Chain",
+            input_text=json.dumps(1),
+            timestamp=now,
+        ),
+        h.task_scheduled(0, "Step", now),
+        h.orchestrator_completed(now),
+    ]
+
+
+def _results(values: list[int]) -> list[h.HistoryEvent]:
+    now = h.utcnow()
+    return [h.task_completed(n, json.dumps(v), now) for n, v in enumerate(values)]
+
+
+def _types(events: list[h.HistoryEvent]) -> list[str]:
+    return [h.event_type(e).name for e in events]
+
+
+def test_appends_to_a_new_instance_are_read_back_in_order(storage_connection: str) -> None:
+    async def scenario(storage: TaskHubStorage) -> Any:
+        etag = await storage.append_history("i1", "e1", 0, _started("i1", "e1"), None)
+        await storage.append_history("i1", "e1", 4, _results([7, 8]), etag)
+        return await storage.read_history("i1")
+
+    stored = _with_hub(storage_connection, scenario)
+    assert stored.execution_id == "e1"
+    assert _types(stored.events)[:4] == [
+        "OrchestratorStarted",
+        "ExecutionStarted",
+        "TaskScheduled",
+        "OrchestratorCompleted",
+    ]
+    assert [e["Result"] for e in stored.events[4:]] == ["7", "8"]
+
+
+def test_a_row_left_past_the_committed_count_is_replaced(storage_connection: str) -> None:
+    """A crash between two transactions of one append leaves rows the sentinel does not count."""
+
+    async def scenario(storage: TaskHubStorage) -> Any:
+        etag = await storage.append_history("i2", "e1", 0, _started("i2", "e1"), None)
+        # The uncommitted first transaction of an append that crashed: row 4, sentinel unchanged.
+        stale = history_row("i2", 4, "e1", _results([666])[0])
+        await storage._history.upsert_entity(stale)
+        # A host that never read the partition appends at the committed count (4): the insert
+        # finds row 4, and the same transaction goes again as replaces.
+        await storage.append_history("i2", "e1", 4, _results([1, 2]), etag)
+        return await storage.read_history("i2")
+
+    stored = _with_hub(storage_connection, scenario)
+    assert [e["Result"] for e in stored.events[4:]] == ["1", "2"]
+
+
+def test_a_new_execution_replaces_the_rows_of_the_old_one(storage_connection: str) -> None:
+    async def scenario(storage: TaskHubStorage) -> Any:
+        etag = await storage.append_history("i3", "old", 0, _started("i3", "old"), None)
+        etag = await storage.append_history("i3", "old", 4, _results([1, 2, 3]), etag)
+        await storage.append_history("i3", "new", 0, _started("i3", "new"), etag)
+        return await storage.read_history("i3")
+
+    stored = _with_hub(storage_connection, scenario)
+    assert stored.execution_id == "new" and len(stored.events) == 4
+    assert stored.events[1]["OrchestrationInstance"]["ExecutionId"] == "new"
+
+
+def test_a_second_writer_is_turned_away_and_changes_nothing(storage_connection: str) -> None:
+    async def scenario(storage: TaskHubStorage) -> tuple[int, int, Any]:
+        etag = await storage.append_history("i4", "e1", 0, _started("i4", "e1"), None)
+        await storage.append_history("i4", "e1", 4, _results([1]), etag)
+        refused = 0
+        # The same ETag again (a writer that read before the append above) ...
+        try:
+            await storage.append_history("i4", "e1", 4, _results([9, 9]), etag)
+        except HistoryConflictError:
+            refused += 1
+        # ... and a writer that believes the instance new: its sentinel insert finds the sentinel,
+        # also after the rows it would insert went again as replaces.
+        try:
+            await storage.append_history("i4", "e2", 0, _started("i4", "e2"), None)
+        except HistoryConflictError:
+            refused += 1
+        rows = [e async for e in storage._history.query_entities("PartitionKey eq 'i4'")]
+        return refused, len(rows), await storage.read_history("i4")
+
+    refused, rows, stored = _with_hub(storage_connection, scenario)
+    assert refused == 2
+    assert rows == 6  # five events and the sentinel
+    assert stored.execution_id == "e1" and [e["Result"] for e in stored.events[4:]] == ["1"]
+
+
+def test_an_instance_row_merge_creates_a_missing_row(storage_connection: str) -> None:
+    async def scenario(storage: TaskHubStorage) -> tuple[Any, Any]:
+        await storage.merge_instance("i5", {"Name": "Chain", "RuntimeStatus": "Running"})
+        created = await storage._instances.get_entity("i5", "")
+        await storage.merge_instance("i5", {"RuntimeStatus": "Completed"})
+        return created, await storage._instances.get_entity("i5", "")
+
+    created, merged = _with_hub(storage_connection, scenario)
+    assert created["RuntimeStatus"] == "Running"
+    assert merged["RuntimeStatus"] == "Completed" and merged["Name"] == "Chain"
