@@ -244,7 +244,7 @@ class DurableClientService:
         urls: ClientUrls,
         connection_name: str,
         runs_here: Callable[[str], bool] | None = None,
-        checkpoint_written: Callable[[str], Awaitable[None]] | None = None,
+        checkpoint_written: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._storage = storage
         #: Waits briefly for a checkpoint of the instance that this host has under way.
@@ -356,9 +356,12 @@ class DurableClientService:
         show_history: bool = False,
         show_history_output: bool = False,
     ) -> dict[str, Any] | None:
-        if self._checkpoint_written is not None:
-            await self._checkpoint_written(instance_id)
-        record = await self._storage.read_instance(instance_id)
+        record = None
+        if self._checkpoint_written is not None and await self._checkpoint_written(instance_id):
+            # This host has just written the row: what it wrote is what is stored.
+            record = self._storage.written_instance(instance_id)
+        if record is None:
+            record = await self._storage.read_instance(instance_id)
         if record is None:
             return None
         status = status_payload(record, show_input=show_input)

@@ -14,7 +14,8 @@ many completions costs few replays. One episode follows the real provider's chec
    durable record, and whoever loads the history next dispatches the ones without a result
    (when every event the episode consumed is durable in a queue message or a Pending row,
    they start before step 2 instead: a crash then replays the very same episode);
-4. merge the Instances row - invariant 5: the API reads only what is stored;
+4. merge the Instances row - invariant 5: the API reports only what is stored (a status query
+   that waited for this write may answer with the row as written, ``checkpoint_written``);
 5. delete the consumed messages - invariant 3.
 
 Activity results come back in memory and are recorded by the next episode's history, so a step
@@ -208,7 +209,7 @@ class _Instance:
     #: The last episode, if its history rows are still only in memory.
     unflushed: _Unflushed | None = None
     #: Status queries waiting for the next Instances-row write (``checkpoint_written``).
-    status_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    status_waiters: list[asyncio.Future[bool]] = field(default_factory=list)
 
     @property
     def checkpoint_under_way(self) -> bool:
@@ -220,11 +221,12 @@ class _Instance:
             or not _settled(self.follow_up)
         )
 
-    def release_status_waiters(self) -> None:
+    def release_status_waiters(self, written: bool) -> None:
+        """Let the waiting status queries go (``written``: the Instances row was just written)."""
         waiters, self.status_waiters = self.status_waiters, []
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(written)
 
     def forget_unflushed(self) -> list[tuple[HistoryEvent, _Delivery]]:
         """Drop the in-memory episode; return its events, to be applied again."""
@@ -345,22 +347,23 @@ class OrchestrationDispatcher:
         instance = self._instances[instance_id] = _Instance(instance_id, recovering=True)
         self._wake(instance)
 
-    async def checkpoint_written(self, instance_id: str) -> None:
+    async def checkpoint_written(self, instance_id: str) -> bool:
         """Wait for the Instances-row write of a checkpoint under way here, if any (briefly).
 
         A status query that comes while an episode of the instance is being checkpointed then
-        reads the state that episode leaves, instead of the one before it, and does not compete
-        with the episode's writes for storage. What it reads is still the stored row (invariant 5).
+        reports the state that episode leaves, instead of the one before it, and does not compete
+        with the episode's writes for storage. True when the row was written just now: the
+        caller may then answer with the row as written (invariant 5: it is what is stored).
         """
         instance = self._instances.get(instance_id)
         if instance is None or not instance.checkpoint_under_way:
-            return
-        waiter = asyncio.get_running_loop().create_future()
+            return False
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         instance.status_waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, STATUS_QUERY_WAIT)
+            return await asyncio.wait_for(waiter, STATUS_QUERY_WAIT)
         except asyncio.TimeoutError:
-            pass
+            return False
         finally:
             with contextlib.suppress(ValueError):
                 instance.status_waiters.remove(waiter)
@@ -413,7 +416,7 @@ class OrchestrationDispatcher:
         finally:
             instance.task = None
             if not instance.checkpoint_under_way:
-                instance.release_status_waiters()
+                instance.release_status_waiters(written=False)
             if not instance.pending:
                 self._park(instance)
 
@@ -742,7 +745,7 @@ class OrchestrationDispatcher:
                 await asyncio.wait_for(instance.unwritten.urgent.wait(), STATUS_WRITE_DELAY)
             write, instance.unwritten = instance.unwritten, None
             await self._write_once(instance.instance_id, write.columns, write.consumed)
-            instance.release_status_waiters()
+            instance.release_status_waiters(written=True)
 
     async def _write_once(self, instance_id: str, columns: dict[str, Any], consumed: list[_Delivery]) -> None:
         backoff = 0.5

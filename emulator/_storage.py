@@ -17,6 +17,7 @@ Everything that is durable goes through this module; the engine above it holds o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gzip
 import json
@@ -73,6 +74,8 @@ MAX_INLINE_MESSAGE_BYTES = 45 * 1024
 MAX_INLINE_PROPERTY_CHARS = 30 * 1024
 #: Table transactions hold at most 100 operations (Azurite stores nothing beyond that).
 MAX_BATCH_OPERATIONS = 100
+#: How many Instances rows ``written_instance`` keeps (the most recently written).
+WRITTEN_ROWS_KEPT = 1024
 #: Columns that hold nested objects: the real provider stores them as JSON text.
 _NESTED_COLUMNS = frozenset({"OrchestrationInstance", "ParentInstance", "Tags", "FailureDetails"})
 _DATETIME_COLUMNS = frozenset({"FireAt", "ScheduledStartTime"})
@@ -279,6 +282,8 @@ class TaskHubStorage:
         #: History partitions that may hold rows past the committed count (an earlier execution's,
         #: or a crashed multi-transaction append's): their appends replace rows instead of inserting.
         self._overwritten: set[str] = set()
+        #: The Instances rows as this storage wrote them (``written_instance``), most recent last.
+        self._written_rows: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
     async def close(self) -> None:
         await self._history.close()
@@ -363,6 +368,8 @@ class TaskHubStorage:
     async def read_history(self, instance_id: str) -> StoredHistory:
         """Read the committed events of the current execution (rows up to the sentinel's count)."""
         pk = escape_partition_key(instance_id)
+        # Whoever reads the history again may have lost track of the row's writes.
+        self._written_rows.pop(pk, None)
         rows: list[dict[str, Any]] = []
         sentinel: dict[str, Any] | None = None
         async for entity in self._history.query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
@@ -485,13 +492,45 @@ class TaskHubStorage:
             return None
         return await self._instance_record(entity, fetch_input=True)
 
+    def written_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The Instances row as stored by this storage's last write to it, if that is known.
+
+        Known when this storage wrote the whole row (the client's Pending row) and every write
+        since, all of them completed, none with a value large enough for a blob, and nobody
+        read the instance's history again since (a host that reloads a history may have lost
+        track of writes made elsewhere). Merges skip empty columns, as the Table service does.
+        """
+        row = self._written_rows.get(escape_partition_key(instance_id))
+        return None if row is None else _record_from_row(row, etag=None)
+
+    def _remember_write(
+        self, pk: str, before: dict[str, Any], columns: dict[str, Any], row: dict[str, Any]
+    ) -> None:
+        """Track a completed write of ``columns`` over ``before`` (``{}``: a whole row).
+
+        Writers take the row out of ``_written_rows`` while they write; finding it back means
+        another write completed meanwhile, in an order the storage alone knows: forget it then.
+        ``row`` is the row as sent (values too large for it went to blobs: not kept).
+        """
+        if pk in self._written_rows or any(key.endswith("BlobName") for key in row):
+            self._written_rows.pop(pk, None)
+            return
+        before.update((key, value) for key, value in columns.items() if value is not None)
+        self._written_rows[pk] = before
+        self._written_rows.move_to_end(pk)
+        while len(self._written_rows) > WRITTEN_ROWS_KEPT:
+            self._written_rows.popitem(last=False)
+
     async def write_pending_instance(self, record: InstanceRecord, replace_etag: str | None) -> bool:
         """Write the client's Pending row; False when an episode already wrote a newer one."""
         from azure.data.tables import UpdateMode
 
         row = self._instance_row(record)
         row["RuntimeStatus"] = OrchestrationStatus.Pending.name
-        await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
+        columns = dict(row)
+        pk = row["PartitionKey"]
+        self._written_rows.pop(pk, None)
+        await self._offload_large_columns(row, f"{pk}/instance")
         try:
             if replace_etag is None:
                 await insert_entity(self._instances, row)
@@ -504,18 +543,27 @@ class TaskHubStorage:
                 )
         except (ResourceExistsError, ResourceModifiedError):
             return False
+        self._remember_write(pk, {}, columns, row)
         return True
 
     async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
-        row = {"PartitionKey": escape_partition_key(instance_id), "RowKey": "", **columns}
-        await self._offload_large_columns(row, f"{row['PartitionKey']}/instance")
+        pk = escape_partition_key(instance_id)
+        row = {"PartitionKey": pk, "RowKey": "", **columns}
+        written = self._written_rows.pop(pk, None)  # unknown until this write completes
+        await self._offload_large_columns(row, f"{pk}/instance")
         try:
             # The row exists nearly always (the client wrote it Pending): one lookup in Azurite.
             await merge_entity(self._instances, row, existing=True)
         except ResourceNotFoundError:
             await merge_entity(self._instances, row)
+            written = None  # the row was gone: what else it holds now is not known
+        if written is None:
+            self._written_rows.pop(pk, None)
+        else:
+            self._remember_write(pk, written, columns, row)
 
     async def delete_instance(self, instance_id: str) -> bool:
+        self._written_rows.pop(escape_partition_key(instance_id), None)
         try:
             await self._instances.delete_entity(escape_partition_key(instance_id), "")
         except ResourceNotFoundError:
@@ -688,20 +736,7 @@ class TaskHubStorage:
             row.pop("Input", None)
             row.pop("InputBlobName", None)
         row.update(await self._restore_large_columns(row))
-        return InstanceRecord(
-            instance_id=_unescape_partition_key(str(row["PartitionKey"])),
-            name=str(row.get("Name") or ""),
-            runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
-            execution_id=str(row.get("ExecutionId") or ""),
-            created_time=_aware(row.get("CreatedTime")),
-            last_updated_time=_aware(row.get("LastUpdatedTime")),
-            input=_text_or_none(row.get("Input")),
-            output=_text_or_none(row.get("Output")),
-            custom_status=_text_or_none(row.get("CustomStatus")),
-            completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
-            generation=int(row.get("Generation") or 0),
-            etag=entity.metadata["etag"],
-        )
+        return _record_from_row(row, etag=entity.metadata["etag"])
 
     async def purge_instance_data(self, instance_id: str) -> tuple[int, int]:
         """Delete every history row, large-message blob and the Instances row of one instance.
@@ -737,6 +772,7 @@ class TaskHubStorage:
 
         leaves = [] if failed_leaves is None else failed_leaves
         pk = escape_partition_key(instance_id)
+        self._written_rows.pop(pk, None)
         entities = [
             e async for e in self._history.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
         ]
@@ -810,6 +846,23 @@ class TaskHubStorage:
         for container in (self.leases_container, self.large_messages_container):
             with contextlib.suppress(ResourceNotFoundError):
                 await self._blobs.delete_container(container)
+
+
+def _record_from_row(row: dict[str, Any], etag: str | None) -> InstanceRecord:
+    return InstanceRecord(
+        instance_id=_unescape_partition_key(str(row["PartitionKey"])),
+        name=str(row.get("Name") or ""),
+        runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
+        execution_id=str(row.get("ExecutionId") or ""),
+        created_time=_aware(row.get("CreatedTime")),
+        last_updated_time=_aware(row.get("LastUpdatedTime")),
+        input=_text_or_none(row.get("Input")),
+        output=_text_or_none(row.get("Output")),
+        custom_status=_text_or_none(row.get("CustomStatus")),
+        completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
+        generation=int(row.get("Generation") or 0),
+        etag=etag,
+    )
 
 
 @dataclass(frozen=True)

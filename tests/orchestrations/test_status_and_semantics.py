@@ -11,6 +11,7 @@ from aiohttp import web
 
 from emulator import _orchestrations
 from emulator._azurite import free_port
+from emulator._storage import InstanceRecord, TaskHubStorage
 from emulator.testing import BackgroundHost
 from tests.support import (
     decisions,
@@ -39,6 +40,32 @@ def test_a_status_query_during_a_checkpoint_reports_what_the_checkpoint_stores(
     final = wait_for_status(started["statusQueryGetUri"])
     assert final["runtimeStatus"] == "Completed"
     assert final["output"] == {"x": 2, "y": 4, "type": "Point"}
+
+
+def test_a_status_query_answered_from_the_checkpoint_write_equals_the_stored_row(
+    features_host: BackgroundHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_orchestrations, "STATUS_QUERY_WAIT", 60.0)
+    from_write: list[str] = []
+    written_instance = TaskHubStorage.written_instance
+
+    def spy(self: TaskHubStorage, instance_id: str) -> InstanceRecord | None:
+        record = written_instance(self, instance_id)
+        if record is not None:
+            from_write.append(record.runtime_status.name)
+        return record
+
+    monkeypatch.setattr(TaskHubStorage, "written_instance", spy)
+    started = start_orchestration(features_host.base_url, "BigStatus", 10)
+    replies = [get_status(started).json()]
+    while replies[-1]["runtimeStatus"] in ("Pending", "Running"):
+        replies.append(get_status(started).json())
+    answered = len(from_write)
+    stored = get_status(started).json()  # nothing under way any more: read from storage
+    assert answered >= 1 and len(from_write) == answered
+    assert replies[-1] == stored
+    assert stored["runtimeStatus"] == "Completed" and stored["output"] == "done"
+    assert stored["customStatus"] == "s" * 10 and str(stored["input"]) == "10"
 
 
 def test_custom_status_over_16_kb_fails_the_orchestration(features_host: BackgroundHost) -> None:
