@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from emulator._storage import TaskHubStorage
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,3 +109,18 @@ def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:
     """(EventType, EventId, Name) of every scheduling event, in order."""
     kinds = {"TaskScheduled", "TimerCreated", "SubOrchestrationInstanceCreated", "EventSent"}
     return [(r["EventType"], r["EventId"], r.get("Name")) for r in rows if r["EventType"] in kinds]
+
+
+def with_task_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
+    """Run ``scenario`` against the storage of a new task hub (``TaskHubStorage`` itself)."""
+    from emulator._storage import TaskHubStorage
+
+    async def main() -> T:
+        storage = TaskHubStorage(connection, f"Hub{uuid.uuid4().hex[:12]}")
+        try:
+            await storage.create_task_hub()
+            return await scenario(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(main())

@@ -3,32 +3,16 @@ and the sentinel's ETag still turns away a second writer (invariant 1)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from emulator import _history as h
 from emulator._storage import HistoryConflictError, TaskHubStorage, history_row
+from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)
-
-T = TypeVar("T")
-
-
-def _with_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
-    async def main() -> T:
-        storage = TaskHubStorage(connection, f"Hist{uuid.uuid4().hex[:10]}")
-        try:
-            await storage.create_task_hub()
-            return await scenario(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(main())
 
 
 def _started(instance_id: str, execution_id: str) -> list[h.HistoryEvent]:
@@ -62,7 +46,7 @@ def test_appends_to_a_new_instance_are_read_back_in_order(storage_connection: st
         await storage.append_history("i1", "e1", 4, _results([7, 8]), etag)
         return await storage.read_history("i1")
 
-    stored = _with_hub(storage_connection, scenario)
+    stored = with_task_hub(storage_connection, scenario)
     assert stored.execution_id == "e1"
     assert _types(stored.events)[:4] == [
         "OrchestratorStarted",
@@ -86,7 +70,7 @@ def test_a_row_left_past_the_committed_count_is_replaced(storage_connection: str
         await storage.append_history("i2", "e1", 4, _results([1, 2]), etag)
         return await storage.read_history("i2")
 
-    stored = _with_hub(storage_connection, scenario)
+    stored = with_task_hub(storage_connection, scenario)
     assert [e["Result"] for e in stored.events[4:]] == ["1", "2"]
 
 
@@ -97,7 +81,7 @@ def test_a_new_execution_replaces_the_rows_of_the_old_one(storage_connection: st
         await storage.append_history("i3", "new", 0, _started("i3", "new"), etag)
         return await storage.read_history("i3")
 
-    stored = _with_hub(storage_connection, scenario)
+    stored = with_task_hub(storage_connection, scenario)
     assert stored.execution_id == "new" and len(stored.events) == 4
     assert stored.events[1]["OrchestrationInstance"]["ExecutionId"] == "new"
 
@@ -121,7 +105,7 @@ def test_a_second_writer_is_turned_away_and_changes_nothing(storage_connection: 
         rows = [e async for e in storage._history.query_entities("PartitionKey eq 'i4'")]
         return refused, len(rows), await storage.read_history("i4")
 
-    refused, rows, stored = _with_hub(storage_connection, scenario)
+    refused, rows, stored = with_task_hub(storage_connection, scenario)
     assert refused == 2
     assert rows == 6  # five events and the sentinel
     assert stored.execution_id == "e1" and [e["Result"] for e in stored.events[4:]] == ["1"]
@@ -134,6 +118,6 @@ def test_an_instance_row_merge_creates_a_missing_row(storage_connection: str) ->
         await storage.merge_instance("i5", {"RuntimeStatus": "Completed"})
         return created, await storage._instances.get_entity("i5", "")
 
-    created, merged = _with_hub(storage_connection, scenario)
+    created, merged = with_task_hub(storage_connection, scenario)
     assert created["RuntimeStatus"] == "Running"
     assert merged["RuntimeStatus"] == "Completed" and merged["Name"] == "Chain"

@@ -3,34 +3,18 @@ and is forgotten whenever that may no longer hold."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from emulator import _history as h
 from emulator._history import OrchestrationStatus
 from emulator._storage import MAX_INLINE_PROPERTY_CHARS, InstanceRecord, TaskHubStorage
+from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)
-
-T = TypeVar("T")
-
-
-def _with_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
-    async def main() -> T:
-        storage = TaskHubStorage(connection, f"Rows{uuid.uuid4().hex[:10]}")
-        try:
-            await storage.create_task_hub()
-            return await scenario(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(main())
 
 
 def _pending(instance_id: str) -> InstanceRecord:
@@ -74,7 +58,7 @@ def test_the_row_as_written_equals_the_stored_row_after_every_write(storage_conn
         await compare()
         return pairs
 
-    pairs = _with_hub(storage_connection, scenario)
+    pairs = with_task_hub(storage_connection, scenario)
     for written, stored in pairs:
         assert _without_etag(written) == _without_etag(stored)
     assert pairs[2][0] is not None and pairs[2][0].custom_status == '"half"'
@@ -103,7 +87,7 @@ def test_the_row_is_forgotten_when_it_may_differ_from_the_stored_one(storage_con
         known["refused start"] = storage.written_instance("read") is not None
         return known
 
-    assert _with_hub(storage_connection, scenario) == {
+    assert with_task_hub(storage_connection, scenario) == {
         "merge only": False,
         "blob": False,
         "history read": False,
