@@ -33,7 +33,7 @@ from emulator._client import (
     compact_json,
     format_status_time,
 )
-from emulator._entity_client import signal_input
+from emulator._entity_client import EntitySignalError, signal_input
 from emulator._history import OrchestrationStatus
 from emulator._storage import InstanceCondition
 
@@ -187,7 +187,9 @@ class DurableHttpApi:
         app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> None:
         """Route the API's paths to ``handler`` (which hands them to :meth:`handle`)."""
-        base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/.*)?}"
+        # The tail matches any character: a decoded %0A in an instance id or entity key must
+        # reach the handler (and its control-character rule) rather than miss the route.
+        base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/[\s\S]*)?}"
         app.router.add_route("*", base, handler)
 
     @staticmethod
@@ -369,7 +371,11 @@ class DurableHttpApi:
                 input_text = signal_input(await request.read(), request.headers.get("Content-Type", ""))
             except ValueError as exc:
                 raise ClientError(400, f"Invalid JSON content: {exc}") from exc
-            await entities.signal(parts[0], key, operation, input_text)
+            try:
+                await entities.signal(parts[0], key, operation, input_text)
+            except EntitySignalError as exc:
+                # The entity route answers an ArgumentException with its message alone.
+                return _message_response(400, str(exc))
             return web.Response(status=202)
         if request.method != "GET":
             return None
