@@ -121,9 +121,11 @@ def parse_datetime(text: str | None) -> datetime | None:
         value = value[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return (
+            moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        )
+    except (ValueError, OverflowError):  # not a date, or one that falls outside years 1 to 9999 in UTC
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def parse_statuses(values: Iterable[str]) -> list[OrchestrationStatus | None]:
@@ -207,6 +209,8 @@ class DurableHttpApi:
             return web.Response(status=exc.status)
         except ClientError as exc:
             return error_response(exc.status, exc.message, exc.exception_type, exc.summary)
+        except web.HTTPException:
+            raise  # e.g. a body over the host's limit: answered in front of every route
         except Exception as exc:
             logger.exception("Durable HTTP API request %s %s failed", request.method, request.path)
             return error_response(500, str(exc), type(exc).__name__)

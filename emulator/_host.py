@@ -29,6 +29,7 @@ from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
 from emulator._entities import EntityDispatcher
+from emulator._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
@@ -138,7 +139,8 @@ class EmulatorHost:
             await asyncio.shield(self._ready)
 
     async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        quiet_parse_errors()
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES, middlewares=[host_limits])
 
         async def durable_api(request: web.Request) -> web.StreamResponse:
             await self._until_ready()
@@ -177,7 +179,7 @@ class EmulatorHost:
         if prefix:
             app.router.add_route("*", prefix, http_trigger)
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **parser_limits())
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 

@@ -865,6 +865,10 @@ def _record_from_row(row: dict[str, Any], etag: str | None) -> InstanceRecord:
     )
 
 
+_MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
+_MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
+
+
 @dataclass(frozen=True)
 class InstanceCondition:
     """Which Instances rows a query or a purge covers (``OrchestrationInstanceStatusQueryCondition``)."""
@@ -879,10 +883,11 @@ class InstanceCondition:
         """An OData filter with its parameters; an empty filter matches every row."""
         conditions: list[str] = []
         parameters: dict[str, Any] = {}
-        if self.created_from is not None:
+        # DateTime.MinValue and MaxValue mean "no bound" to the provider, not an empty range.
+        if self.created_from is not None and self.created_from > _MIN_TIME:
             conditions.append("CreatedTime ge @createdFrom")
             parameters["createdFrom"] = self.created_from
-        if self.created_to is not None:
+        if self.created_to is not None and self.created_to < _MAX_TIME:
             conditions.append("CreatedTime le @createdTo")
             parameters["createdTo"] = self.created_to
         if self.statuses:
