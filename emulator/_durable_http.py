@@ -36,6 +36,7 @@ from emulator._client import (
 from emulator._entity_client import EntitySignalError, signal_input
 from emulator._history import OrchestrationStatus
 from emulator._storage import InstanceCondition
+from emulator._task_hubs import TaskHubClients
 
 logger = logging.getLogger("emulator.http")
 
@@ -181,8 +182,11 @@ def _parse_json_body(text: str, *, allow_trailing: bool) -> Any:
 
 
 class DurableHttpApi:
-    def __init__(self, client: DurableClientService) -> None:
+    """The routes over one client; ``hubs`` serves the requests that name another task hub."""
+
+    def __init__(self, client: DurableClientService, hubs: TaskHubClients | None = None) -> None:
         self._client = client
+        self._hubs = hubs
 
     @staticmethod
     def add_routes(
@@ -203,8 +207,9 @@ class DurableHttpApi:
         return [s for s in unquote_plus(tail).strip("/").split("/") if s]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        segments = self._segments(request)
         try:
-            response = await self._route(request, self._segments(request))
+            response = await self._route_for_hub(request, segments)
         except (InstanceNotFoundError, InstanceGoneError) as exc:
             return web.Response(status=exc.status)
         except ClientError as exc:
@@ -216,6 +221,15 @@ class DurableHttpApi:
             return error_response(500, str(exc), type(exc).__name__)
         # No route, or a route with another method: the real handler answers 404 with no body.
         return response or web.Response(status=404)
+
+    async def _route_for_hub(self, request: web.Request, segments: list[str]) -> web.Response | None:
+        """Route the request on the client of the task hub it names (GetClient)."""
+        if self._hubs is None:
+            return await self._route(request, segments)
+        starts = bool(segments) and segments[0].lower() == "orchestrators" and request.method == "POST"
+        async with self._hubs.client_for(request.query, creates_hub=starts) as client:
+            api = self if client is self._client else DurableHttpApi(client)
+            return await api._route(request, segments)
 
     async def _route(self, request: web.Request, segments: list[str]) -> web.Response | None:
         lowered = [s.lower() for s in segments]

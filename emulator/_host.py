@@ -37,6 +37,7 @@ from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
+from emulator._task_hubs import TaskHubClients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -242,7 +243,13 @@ class EmulatorHost:
             checkpoint_written=orchestrations.checkpoint_written,
         )
 
-        self._durable_api = DurableHttpApi(self.client)
+        hubs = TaskHubClients(
+            self.client,
+            accounts=StorageAccounts(settings.storage_connection_name, connection_string),
+            own_connection_string=connection_string,
+            partition_count=settings.partition_count,
+        )
+        self._durable_api = DurableHttpApi(self.client, hubs)
 
         leases.start()
         timers.start()
