@@ -22,6 +22,7 @@ import contextlib
 import gzip
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -900,10 +901,20 @@ class InstanceCondition:
         if self.instance_id_prefix:
             # Keys sort as strings: a prefix is the range [prefix, prefix with its last char + 1).
             low = escape_partition_key(self.instance_id_prefix)
-            conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
             parameters["prefixLow"] = low
-            parameters["prefixHigh"] = low[:-1] + chr(ord(low[-1]) + 1)
+            high = _prefix_upper_bound(low)
+            if high is None:
+                conditions.append("PartitionKey ge @prefixLow")
+            else:
+                conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
+                parameters["prefixHigh"] = high
         return " and ".join(conditions), parameters
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix`` (None: no such string)."""
+    kept = prefix.rstrip(chr(sys.maxunicode))  # the last code point has no successor
+    return kept[:-1] + chr(ord(kept[-1]) + 1) if kept else None
 
 
 def _aware(value: Any) -> datetime:

@@ -109,6 +109,20 @@ def test_a_created_time_outside_the_years_of_a_date_is_ignored(client_host: Back
     assert [s["instanceId"] for s in listed.json()] == [f"{prefix}-a"]
 
 
+def test_an_instance_id_prefix_ending_in_the_last_code_point(
+    client_host: BackgroundHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    prefix = unique("last")
+    last = "%F4%8F%BF%BF"  # U+10FFFF
+    assert request("POST", api(client_host, f"/orchestrators/Echo/{prefix}{last}-a"), {"v": 1}).status == 202
+    start(client_host, "Echo", {"v": 1}, f"{prefix}z")  # sorts after the prefix, does not start with it
+    listed = request("GET", api(client_host, f"/instances?instanceIdPrefix={prefix}{last}"))
+    assert listed.status == 200, listed.body
+    assert [s["instanceId"] for s in listed.json()] == [f"{prefix}\U0010ffff-a"]
+    assert _tracebacks(caplog) == []
+
+
 def test_a_garbage_continuation_token_gets_the_providers_500_without_a_traceback(
     client_host: BackgroundHost, caplog: pytest.LogCaptureFixture
 ) -> None:
