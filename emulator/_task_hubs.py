@@ -42,11 +42,11 @@ class TaskHubNotFoundError(ClientError):
     """A request for another task hub that does not exist in the named storage account."""
 
     def __init__(self, hub_name: str) -> None:
-        super().__init__(
-            404,
+        message = (
             f"The task hub '{hub_name}' does not exist in this storage account. Start an orchestration "
-            "in it, or check the taskHub and connection parameters.",
+            "in it, or check the taskHub and connection parameters."
         )
+        super().__init__(404, message, summary=message)
 
 
 def validate_hub_name(hub_name: str) -> None:

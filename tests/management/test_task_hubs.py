@@ -176,6 +176,9 @@ def test_a_hub_that_does_not_exist_is_not_created_by_reads(
             method, api(client_host, f"{path}?taskHub={hub}" if "?" not in path else f"{path}&taskHub={hub}")
         )
         assert reply.status == 404, (method, path, reply.body)
+        assert reply.json()["Message"].startswith(
+            f"The task hub '{hub}' does not exist in this storage account."
+        )
     assert f"{hub}Instances" not in _tables(storage_connection)
 
 
