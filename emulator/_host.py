@@ -29,6 +29,7 @@ from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
 from emulator._entities import EntityDispatcher
+from emulator._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
@@ -36,6 +37,7 @@ from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
+from emulator._task_hubs import TaskHubClients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -138,7 +140,8 @@ class EmulatorHost:
             await asyncio.shield(self._ready)
 
     async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        quiet_parse_errors()
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES, middlewares=[host_limits])
 
         async def durable_api(request: web.Request) -> web.StreamResponse:
             await self._until_ready()
@@ -177,7 +180,7 @@ class EmulatorHost:
         if prefix:
             app.router.add_route("*", prefix, http_trigger)
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **parser_limits())
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 
@@ -240,7 +243,13 @@ class EmulatorHost:
             checkpoint_written=orchestrations.checkpoint_written,
         )
 
-        self._durable_api = DurableHttpApi(self.client)
+        hubs = TaskHubClients(
+            self.client,
+            accounts=StorageAccounts(settings.storage_connection_name, connection_string),
+            own_connection_string=connection_string,
+            partition_count=settings.partition_count,
+        )
+        self._durable_api = DurableHttpApi(self.client, hubs)
 
         leases.start()
         timers.start()
