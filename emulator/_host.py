@@ -212,6 +212,7 @@ class EmulatorHost:
             invocations=self.invocations,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
+            hub_name=storage.hub_name,
         )
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
