@@ -204,13 +204,20 @@ def _resolve_app_setting_refs(text: str, values: Mapping[str, str], what: str) -
     return _APP_SETTING_REF_RE.sub(replace, text)
 
 
+def invalid_hub_name_message(hub_name: str) -> str | None:
+    """Why the Azure Storage provider refuses this task hub name, or None if it takes it."""
+    if _HUB_NAME_MIN <= len(hub_name) <= _HUB_NAME_MAX and _HUB_NAME_RE.fullmatch(hub_name):
+        return None
+    return (
+        f"Task hub name '{hub_name}' should contain only alphanumeric characters, start with a letter, "
+        f"and have length between {_HUB_NAME_MIN} and {_HUB_NAME_MAX}."
+    )
+
+
 def _validate_hub_name(hub_name: str) -> None:
-    if not _HUB_NAME_MIN <= len(hub_name) <= _HUB_NAME_MAX or not _HUB_NAME_RE.fullmatch(hub_name):
-        raise AppLoadError(
-            f"Task hub name '{hub_name}' should contain only alphanumeric characters, start with a letter, "
-            f"and have length between {_HUB_NAME_MIN} and {_HUB_NAME_MAX}. "
-            f"Fix extensions.durableTask.hubName in {HOST_JSON}."
-        )
+    message = invalid_hub_name_message(hub_name)
+    if message is not None:
+        raise AppLoadError(f"{message} Fix extensions.durableTask.hubName in {HOST_JSON}.")
 
 
 def _whole_number(value: Any, setting: str, default: int) -> int:
