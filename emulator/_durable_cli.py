@@ -275,7 +275,13 @@ def _require_orchestrator(script_root: Path, name: str) -> str:
 
     Returns the name the host records (names match case-insensitively).
     """
-    index = load_app(script_root)
+    # The app is imported in its own folder, as the worker imports it.
+    caller_cwd = Path.cwd()
+    os.chdir(script_root)
+    try:
+        index = load_app(script_root)
+    finally:
+        os.chdir(caller_cwd)
     function = index.orchestrator(name)
     if function is None:
         raise CliError(unknown_function_message(name, "orchestrator", index.names("orchestrationTrigger")))
