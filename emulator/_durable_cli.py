@@ -31,6 +31,7 @@ from emulator._client import (
     DurableClientService,
     InstanceNotFoundError,
     compact_json,
+    validate_instance_id,
 )
 from emulator._durable_http import parse_datetime
 from emulator._history import OrchestrationStatus
@@ -185,6 +186,11 @@ async def _run(args: argparse.Namespace) -> int:
     if args.run is _start_new:
         # Checked before anything is created: a start that cannot run starts nothing.
         args.input_text = _read_input(args.input, inline_json=True)
+        if args.id:
+            try:
+                validate_instance_id(args.id)
+            except ClientError as exc:
+                raise CliError(exc.message) from None
         args.function_name = _require_orchestrator(script_root, args.function_name)
     setting = args.connection_string_setting or settings.storage_connection_name
     connection_string = os.environ.get(setting) or settings.values.get(setting)

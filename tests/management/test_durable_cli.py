@@ -235,6 +235,10 @@ def test_start_new_refuses_what_could_not_run_and_starts_nothing(
     bad_file.write_text("{'single': quotes}", encoding="utf-8")
     refused = cli("start-new", "--function-name", "Echo", "--input", f"@{bad_file}", expect=1)
     assert _one_line_error(refused).startswith(f"{not_json} (the file '{bad_file}': ")
+    refused = cli("raise-event", "--id", "anyone", "--event-data", f"@{bad_file}", expect=1)
+    assert _one_line_error(refused).startswith(f"{not_json} (the file '{bad_file}': ")
+    refused = cli("start-new", "--function-name", "Echo", "--id", "a/b", expect=1)
+    assert _one_line_error(refused).endswith("must not contain /, \\, #, ?, or control characters.')")
     refused = cli("start-new", "--function-name", "NoSuchOrchestrator", expect=1)
     assert _one_line_error(refused).startswith(
         "The function 'NoSuchOrchestrator' doesn't exist, is disabled, or is not an orchestrator "
