@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from azure.core.exceptions import AzureError
 
 from emulator._accounts import StorageAccounts
 from emulator._activities import ActivityDispatcher
@@ -192,9 +191,12 @@ class EmulatorHost:
         """
         try:
             await self._start_back_end(settings, index)
-        except (AppLoadError, AzureError, OSError):
-            raise
         except Exception as exc:
+            # Imported here: the storage SDKs load on a thread when the back end starts.
+            from azure.core.exceptions import AzureError
+
+            if isinstance(exc, AppLoadError | AzureError | OSError):
+                raise
             setting = settings.storage_connection_name
             raise AppLoadError(
                 f"Could not start the durable back end on the storage of '{setting}' "
