@@ -35,7 +35,7 @@ from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
-from emulator._settings import AppSettings, load_settings
+from emulator._settings import AppLoadError, AppSettings, load_settings
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
 from emulator._task_hubs import TaskHubClients
 from emulator._timers import DurableClock, TimerScheduler
@@ -108,6 +108,8 @@ class EmulatorHost:
                 "Skipping '%s' from local settings as it's already defined in current environment variables.",
                 name,
             )
+        if settings.storage_provider_notice:
+            logger.info("%s", settings.storage_provider_notice)
         self.settings = settings
         self.index = load_app(self.options.script_root)
         return self.index
@@ -122,7 +124,7 @@ class EmulatorHost:
         ready = self._ready = asyncio.get_running_loop().create_future()
         await self._start_http(settings, index)
         try:
-            await self._start_back_end(settings, index)
+            await self._start_back_end_or_say_why(settings, index)
         except BaseException as exc:
             ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the host stopped"))
             ready.exception()  # retrieved: requests that wait for it report it themselves
@@ -184,6 +186,26 @@ class EmulatorHost:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 
+    async def _start_back_end_or_say_why(self, settings: AppSettings, index: AppIndex) -> None:
+        """Start the durable back end; a failure the caller has no message for becomes one.
+
+        Storage errors and closed ports have their own messages; anything else (a connection
+        string the storage SDKs cannot parse, say) must stop the host with a line that says why.
+        """
+        try:
+            await self._start_back_end(settings, index)
+        except Exception as exc:
+            # Imported here: the storage SDKs load on a thread when the back end starts.
+            from azure.core.exceptions import AzureError
+
+            if isinstance(exc, AppLoadError | AzureError | OSError):
+                raise
+            setting = settings.storage_connection_name
+            raise AppLoadError(
+                f"Could not start the durable back end on the storage of '{setting}' "
+                f"(task hub '{settings.hub_name}'): {type(exc).__name__}: {exc}"
+            ) from exc
+
     async def _start_back_end(self, settings: AppSettings, index: AppIndex) -> None:
         # The storage SDKs take a third of a second to import: on a thread, so that the
         # listener keeps answering meanwhile.
@@ -215,6 +237,7 @@ class EmulatorHost:
             invocations=self.invocations,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
+            hub_name=storage.hub_name,
         )
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
