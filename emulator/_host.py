@@ -35,6 +35,7 @@ from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
+from emulator._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
@@ -57,6 +58,8 @@ class HostOptions:
     max_poll_interval: float = 1.0
     #: Enforce function keys on HTTP triggers (``func start`` does not; opt in to test them).
     enforce_auth: bool = False
+    #: Longest wait for in-flight work and hand-backs when stopping (see ``_stopping``).
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
 
 
 class EmulatorHost:
@@ -266,37 +269,49 @@ class EmulatorHost:
         # -- end of triggers ---------------------------------------------------------------------
 
     async def stop(self) -> None:
+        """Stop within the grace period, whatever storage does (see ``_stopping``).
+
+        First nothing new is taken on, then in-flight work is abandoned (it is redone from its
+        checkpoints), then partitions and leased messages are handed back as far as storage
+        answers in time, and last the clients are closed.
+        """
+        deadline = StopDeadline(self.options.stop_grace_seconds)
         # -- timer, queue and blob triggers (first: in-flight invocations may still use the host) ---
         if self.triggers is not None:
-            await self.triggers.stop()
+            await deadline.run("stopping the triggers", self.triggers.stop())
             self.triggers = None
         if self.index is not None:
             deactivate(self.index.functions)
         if self._accounts is not None:
-            await self._accounts.close()
+            await deadline.run("closing the binding clients", self._accounts.close(), local=True)
             self._accounts = None
         # -- end of triggers ---------------------------------------------------------------------
         if self._partitions is not None:
-            await self._partitions.stop()
+            await self._partitions.stop(release=False)
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await deadline.run("the pollers", asyncio.gather(*self._background, return_exceptions=True))
         self._background.clear()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await deadline.run("the HTTP requests in flight", self._runner.cleanup(), local=True)
         if self._timers is not None:
             await self._timers.stop()
-        if self._activities is not None:
-            await self._activities.close()
-        if self._orchestrations is not None:
-            await self._orchestrations.close()
-        if self._entities is not None:
-            await self._entities.close()
+        for dispatcher in (self._activities, self._orchestrations, self._entities):
+            if dispatcher is not None:
+                await deadline.run("the work in flight", dispatcher.close(), local=True)
         if self._leases is not None:
             await self._leases.stop()
-            await self._leases.release_all()
+        await self._hand_back(deadline)
         if self.storage is not None:
-            await self.storage.close()
+            await deadline.run("closing the storage clients", self.storage.close(), local=True)
+        deadline.report()
+
+    async def _hand_back(self, deadline: StopDeadline) -> None:
+        """Give partitions and leased messages back, so another host takes them over at once."""
+        if self._partitions is not None:
+            await deadline.run("handing back its partitions", self._partitions.release())
+        if self._leases is not None:
+            await deadline.run("handing back its leased messages", self._leases.release_all())
 
     def _leases_seconds(self) -> float:
         assert self._leases is not None

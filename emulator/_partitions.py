@@ -65,13 +65,19 @@ class PartitionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if release:
-            # A host that stops cleanly gives its partitions back at once.
-            for partition in list(self.owned):
-                with contextlib.suppress(Exception):
-                    row = await self._table.get_entity("", self._queues[partition])
-                    if row.get("CurrentOwner") == self.owner:
-                        await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
-            self.owned.clear()
+            await self.release()
+
+    async def release(self) -> None:
+        """Give every owned partition back at once (a host that stops cleanly does)."""
+        owned, self.owned = set(self.owned), set()
+
+        async def release_one(partition: int) -> None:
+            with contextlib.suppress(Exception):
+                row = await self._table.get_entity("", self._queues[partition])
+                if row.get("CurrentOwner") == self.owner:
+                    await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
+
+        await asyncio.gather(*(release_one(partition) for partition in owned))
 
     async def _ensure_rows(self) -> None:
         for name in self._queues:
