@@ -36,6 +36,7 @@ from emulator._client import (
 from emulator._entity_client import signal_input
 from emulator._history import OrchestrationStatus
 from emulator._storage import InstanceCondition
+from emulator._storage_outage import StorageUnavailableError
 
 logger = logging.getLogger("emulator.http")
 
@@ -205,6 +206,9 @@ class DurableHttpApi:
             return web.Response(status=exc.status)
         except ClientError as exc:
             return error_response(exc.status, exc.message, exc.exception_type, exc.summary)
+        except StorageUnavailableError as exc:
+            # Where the real host has no answer (it waits on storage): a plain 503, logged once.
+            return _json_response({"Message": str(exc)}, 503, {"Retry-After": "5"})
         except Exception as exc:
             logger.exception("Durable HTTP API request %s %s failed", request.method, request.path)
             return error_response(500, str(exc), type(exc).__name__)

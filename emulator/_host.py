@@ -37,6 +37,7 @@ from emulator._partitions import PartitionManager
 from emulator._settings import AppSettings, load_settings
 from emulator._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
+from emulator._storage_outage import StorageHealth, is_transient, retrying
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -72,6 +73,8 @@ class EmulatorHost:
         self.index: AppIndex | None = None
         self.storage: TaskHubStorage | None = None
         self.client: DurableClientService | None = None
+        #: Whether the task hub's storage answers (None until the back end starts).
+        self.storage_health: StorageHealth | None = None
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
         self._wake: list[asyncio.Event] = []
@@ -193,6 +196,7 @@ class EmulatorHost:
             connection_string, settings.hub_name, settings.partition_count
         )
         await storage.create_task_hub()
+        health = self.storage_health = StorageHealth(storage.endpoint)
 
         leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
@@ -227,9 +231,10 @@ class EmulatorHost:
             lease_seconds=min(30.0, leases.lease_seconds),
             on_acquired=self._partition_acquired,
             on_lost=self._partition_lost,
+            health=health,
         )
         self.client = DurableClientService(
-            storage=storage,
+            storage=retrying(storage, health),
             index=index,
             leases=leases,
             deliver=self._route_control,
@@ -331,7 +336,12 @@ class EmulatorHost:
 
     async def _host_status(self, request: web.Request) -> web.Response:
         await self._until_ready()
-        return web.json_response({"id": self.settings.hub_name if self.settings else "", "state": "Running"})
+        status: dict[str, Any] = {"id": self.settings.hub_name if self.settings else "", "state": "Running"}
+        outage = self.storage_health.not_answering if self.storage_health is not None else None
+        if outage is not None:
+            # The host's own error state, with the reason in "errors" as the host lists them.
+            status.update(state="Error", errors=[outage])
+        return web.json_response(status)
 
     async def _host_ping(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -458,12 +468,18 @@ class EmulatorHost:
                     await asyncio.wait_for(self._wake[partition].wait(), self.options.max_poll_interval)
                 self._wake[partition].clear()
                 continue
+            assert self.storage_health is not None
             try:
                 batch = await self.storage.receive_control(partition, self._leases_seconds())
             except Exception as exc:
-                logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
+                if is_transient(exc):
+                    self.storage_health.failed(exc)  # one line for the whole outage
+                else:
+                    logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
                 batch = []
                 interval = self.options.max_poll_interval
+            else:
+                self.storage_health.answered()
             for message, handle in batch:
                 # Recovered timer messages wait in memory for their fire time.
                 assert self._timers is not None
