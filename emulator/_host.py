@@ -183,7 +183,8 @@ class EmulatorHost:
         if prefix:
             app.router.add_route("*", prefix, http_trigger)
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None)
+        # Requests still in flight when the host stops are cancelled once the grace period is over.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.stop_grace_seconds)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 
