@@ -76,7 +76,7 @@ class StopDeadline:
             logger.warning(
                 "The host stopped without %s: not done within the %g s grace period (%s); the next "
                 "host takes the work over from its last checkpoints",
-                ", ".join(self.cut_off),
+                " and ".join(dict.fromkeys(self.cut_off)),  # each step named once
                 self.grace_seconds,
                 STOP_GRACE_ENV_VAR,
             )
