@@ -75,8 +75,10 @@ class ActivityDispatcher:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._threads.shutdown()
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
     async def _run_item(self, item: WorkItem) -> None:
         function = self._index.activity(item.name)

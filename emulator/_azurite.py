@@ -406,6 +406,16 @@ class AzuriteServer:
             self.process.wait()
         self._close_log()
 
+    def pause(self) -> None:
+        """Freeze Azurite (SIGSTOP, POSIX only): connections are still accepted, nothing answers."""
+        if self.process.poll() is None:
+            self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused Azurite go on (SIGCONT)."""
+        if self.process.poll() is None:
+            self._signal_group(signal.SIGCONT)
+
     def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()

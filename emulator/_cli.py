@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -25,9 +26,19 @@ from emulator._app_index import format_function_listing
 from emulator._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
 from emulator._host import EmulatorHost, HostOptions
 from emulator._settings import AppLoadError
+from emulator._stopping import (
+    OVERDUE_SECONDS,
+    STOP_GRACE_ENV_VAR,
+    InvalidStopGraceError,
+    exit_when_overdue,
+    parse_stop_grace,
+    stop_grace_from_environment,
+)
 from emulator._worker import close_client_sessions
 
 logger = logging.getLogger("emulator")
+#: The console writer of this process (set by :func:`configure_logging`).
+_console: _ConsoleWriter | None = None
 
 
 class _HostFormatter(logging.Formatter):
@@ -89,7 +100,8 @@ class _ConsoleWriter:
 
 
 def configure_logging(verbose: bool) -> None:
-    writer = _ConsoleWriter(sys.stdout, _HostFormatter())
+    global _console
+    writer = _console = _ConsoleWriter(sys.stdout, _HostFormatter())
     writer.start()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(writer.records)]
@@ -117,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reappears after this (default: host.json's controlQueueVisibilityTimeout, else 300)",
     )
     start.add_argument(
+        "--stop-grace-seconds",
+        default=None,
+        help="on Ctrl+C or SIGTERM, how long to wait for work in flight and for storage before "
+        f"exiting; what is cut off is redone by the next host (default: {STOP_GRACE_ENV_VAR}, else 5)",
+    )
+    start.add_argument(
         "--enforce-auth",
         action="store_true",
         help="require function keys for HTTP functions that are not anonymous (func start does not); "
@@ -131,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(options: HostOptions, host: EmulatorHost) -> None:
+async def _serve(options: HostOptions, host: EmulatorHost, clean_up: Callable[[], None]) -> None:
     try:
         await host.start()
     except BaseException:
@@ -157,6 +175,7 @@ async def _serve(options: HostOptions, host: EmulatorHost) -> None:
         await stop.wait()
     finally:
         logger.info("Stopping the host...")
+        exit_when_overdue(options.stop_grace_seconds + OVERDUE_SECONDS, clean_up)
         await host.stop()
         await close_client_sessions()
 
@@ -168,14 +187,32 @@ def start(args: argparse.Namespace) -> int:
         # data files relative to it, however the host was started. (A missing folder is reported
         # by the app loader.)
         os.chdir(script_root)
+    try:
+        grace = (
+            stop_grace_from_environment()
+            if args.stop_grace_seconds is None
+            else parse_stop_grace(args.stop_grace_seconds, "--stop-grace-seconds")
+        )
+    except InvalidStopGraceError as exc:
+        logger.error("%s", exc)
+        return 1
     options = HostOptions(
         script_root=script_root,
         port=args.port,
         lease_seconds=args.lease_seconds,
         enforce_auth=args.enforce_auth,
+        stop_grace_seconds=grace,
     )
     host = EmulatorHost(options)
     storage: StorageConnection | None = None
+
+    def clean_up() -> None:
+        """What an overdue stop still does before the process ends: Azurite, the console."""
+        if storage is not None:
+            storage.close()
+        if _console is not None:
+            _console.stop()
+
     try:
         host.load()
         assert host.settings is not None
@@ -183,7 +220,7 @@ def start(args: argparse.Namespace) -> int:
             host.settings.storage_connection_string(), script_root / "__azurite__", search_roots=[script_root]
         )
         options.connection_string = storage.connection_string
-        asyncio.run(_serve(options, host))
+        asyncio.run(_serve(options, host, clean_up))
     except (AppLoadError, AzuriteNotInstalledError) as exc:
         logger.error("%s", exc)
         return 1

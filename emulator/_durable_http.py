@@ -36,6 +36,7 @@ from emulator._client import (
 from emulator._entity_client import EntitySignalError, signal_input
 from emulator._history import OrchestrationStatus
 from emulator._storage import InstanceCondition
+from emulator._storage_outage import StorageUnavailableError
 from emulator._task_hubs import TaskHubClients
 
 logger = logging.getLogger("emulator.http")
@@ -216,6 +217,9 @@ class DurableHttpApi:
             return error_response(exc.status, exc.message, exc.exception_type, exc.summary)
         except web.HTTPException:
             raise  # e.g. a body over the host's limit: answered in front of every route
+        except StorageUnavailableError as exc:
+            # Where the real host has no answer (it waits on storage): a plain 503, logged once.
+            return _json_response({"Message": str(exc)}, 503, {"Retry-After": "5"})
         except Exception as exc:
             logger.exception("Durable HTTP API request %s %s failed", request.method, request.path)
             return error_response(500, str(exc), type(exc).__name__)

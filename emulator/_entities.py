@@ -173,8 +173,10 @@ class EntityDispatcher:
         tasks = [e.task for e in self._entities.values() if e.task is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._threads.shutdown()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
     def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
         handles: list[MessageHandle] = []

@@ -36,7 +36,9 @@ from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
 from emulator._settings import AppLoadError, AppSettings, load_settings
+from emulator._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
+from emulator._storage_outage import StorageHealth, is_transient, retrying
 from emulator._task_hubs import TaskHubClients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
@@ -59,6 +61,8 @@ class HostOptions:
     max_poll_interval: float = 1.0
     #: Enforce function keys on HTTP triggers (``func start`` does not; opt in to test them).
     enforce_auth: bool = False
+    #: Longest wait for in-flight work and hand-backs when stopping (see ``_stopping``).
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
 
 
 class EmulatorHost:
@@ -71,6 +75,8 @@ class EmulatorHost:
         self.index: AppIndex | None = None
         self.storage: TaskHubStorage | None = None
         self.client: DurableClientService | None = None
+        #: Whether the task hub's storage answers (None until the back end starts).
+        self.storage_health: StorageHealth | None = None
         self._runner: web.AppRunner | None = None
         self._background: list[asyncio.Task[None]] = []
         self._wake: list[asyncio.Event] = []
@@ -182,7 +188,10 @@ class EmulatorHost:
         if prefix:
             app.router.add_route("*", prefix, http_trigger)
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None, **parser_limits())
+        # Requests still in flight when the host stops are cancelled once the grace period is over.
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.options.stop_grace_seconds, **parser_limits()
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
 
@@ -215,6 +224,7 @@ class EmulatorHost:
             connection_string, settings.hub_name, settings.partition_count
         )
         await storage.create_task_hub()
+        health = self.storage_health = StorageHealth(storage.endpoint)
 
         leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
@@ -250,9 +260,10 @@ class EmulatorHost:
             lease_seconds=min(30.0, leases.lease_seconds),
             on_acquired=self._partition_acquired,
             on_lost=self._partition_lost,
+            health=health,
         )
         self.client = DurableClientService(
-            storage=storage,
+            storage=retrying(storage, health),
             index=index,
             leases=leases,
             deliver=self._route_control,
@@ -298,37 +309,49 @@ class EmulatorHost:
         # -- end of triggers ---------------------------------------------------------------------
 
     async def stop(self) -> None:
+        """Stop within the grace period, whatever storage does (see ``_stopping``).
+
+        First nothing new is taken on, then in-flight work is abandoned (it is redone from its
+        checkpoints), then partitions and leased messages are handed back as far as storage
+        answers in time, and last the clients are closed.
+        """
+        deadline = StopDeadline(self.options.stop_grace_seconds)
         # -- timer, queue and blob triggers (first: in-flight invocations may still use the host) ---
         if self.triggers is not None:
-            await self.triggers.stop()
+            await deadline.run("stopping the triggers", self.triggers.stop())
             self.triggers = None
         if self.index is not None:
             deactivate(self.index.functions)
         if self._accounts is not None:
-            await self._accounts.close()
+            await deadline.run("closing the binding clients", self._accounts.close(), local=True)
             self._accounts = None
         # -- end of triggers ---------------------------------------------------------------------
         if self._partitions is not None:
-            await self._partitions.stop()
+            await self._partitions.stop(release=False)
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await deadline.run("the pollers", asyncio.gather(*self._background, return_exceptions=True))
         self._background.clear()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await deadline.run("the HTTP requests in flight", self._runner.cleanup(), local=True)
         if self._timers is not None:
             await self._timers.stop()
-        if self._activities is not None:
-            await self._activities.close()
-        if self._orchestrations is not None:
-            await self._orchestrations.close()
-        if self._entities is not None:
-            await self._entities.close()
+        for dispatcher in (self._activities, self._orchestrations, self._entities):
+            if dispatcher is not None:
+                await deadline.run("the work in flight", dispatcher.close(), local=True)
         if self._leases is not None:
             await self._leases.stop()
-            await self._leases.release_all()
+        await self._hand_back(deadline)
         if self.storage is not None:
-            await self.storage.close()
+            await deadline.run("closing the storage clients", self.storage.close(), local=True)
+        deadline.report()
+
+    async def _hand_back(self, deadline: StopDeadline) -> None:
+        """Give partitions and leased messages back, so another host takes them over at once."""
+        if self._partitions is not None:
+            await deadline.run("handing back its partitions", self._partitions.release())
+        if self._leases is not None:
+            await deadline.run("handing back its leased messages", self._leases.release_all())
 
     def _leases_seconds(self) -> float:
         assert self._leases is not None
@@ -348,7 +371,12 @@ class EmulatorHost:
 
     async def _host_status(self, request: web.Request) -> web.Response:
         await self._until_ready()
-        return web.json_response({"id": self.settings.hub_name if self.settings else "", "state": "Running"})
+        status: dict[str, Any] = {"id": self.settings.hub_name if self.settings else "", "state": "Running"}
+        outage = self.storage_health.not_answering if self.storage_health is not None else None
+        if outage is not None:
+            # The host's own error state, with the reason in "errors" as the host lists them.
+            status.update(state="Error", errors=[outage])
+        return web.json_response(status)
 
     async def _host_ping(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -475,12 +503,18 @@ class EmulatorHost:
                     await asyncio.wait_for(self._wake[partition].wait(), self.options.max_poll_interval)
                 self._wake[partition].clear()
                 continue
+            assert self.storage_health is not None
             try:
                 batch = await self.storage.receive_control(partition, self._leases_seconds())
             except Exception as exc:
-                logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
+                if is_transient(exc):
+                    self.storage_health.failed(exc)  # one line for the whole outage
+                else:
+                    logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
                 batch = []
                 interval = self.options.max_poll_interval
+            else:
+                self.storage_health.answered()
             for message, handle in batch:
                 # Recovered timer messages wait in memory for their fire time.
                 assert self._timers is not None

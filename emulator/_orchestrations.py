@@ -312,8 +312,10 @@ class OrchestrationDispatcher:
         tasks += list(self._deleting)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._threads.shutdown()
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
     # -- intake -----------------------------------------------------------------------------
 

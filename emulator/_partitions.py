@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 from emulator import _history as h
+from emulator._storage_outage import StorageHealth, is_transient
 
 logger = logging.getLogger("emulator.partitions")
 
@@ -41,6 +42,7 @@ class PartitionManager:
         lease_seconds: float = 30.0,
         on_acquired: Listener,
         on_lost: Listener,
+        health: StorageHealth | None = None,
     ) -> None:
         self._table = table
         self._queues = queue_names
@@ -48,6 +50,7 @@ class PartitionManager:
         self.lease = timedelta(seconds=lease_seconds)
         self._on_acquired = on_acquired
         self._on_lost = on_lost
+        self._health = health
         self.owned: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -65,13 +68,19 @@ class PartitionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if release:
-            # A host that stops cleanly gives its partitions back at once.
-            for partition in list(self.owned):
-                with contextlib.suppress(Exception):
-                    row = await self._table.get_entity("", self._queues[partition])
-                    if row.get("CurrentOwner") == self.owner:
-                        await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
-            self.owned.clear()
+            await self.release()
+
+    async def release(self) -> None:
+        """Give every owned partition back at once (a host that stops cleanly does)."""
+        owned, self.owned = set(self.owned), set()
+
+        async def release_one(partition: int) -> None:
+            with contextlib.suppress(Exception):
+                row = await self._table.get_entity("", self._queues[partition])
+                if row.get("CurrentOwner") == self.owner:
+                    await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
+
+        await asyncio.gather(*(release_one(partition) for partition in owned))
 
     async def _ensure_rows(self) -> None:
         for name in self._queues:
@@ -93,7 +102,13 @@ class PartitionManager:
             try:
                 await self.balance()
             except Exception as exc:
-                logger.warning("Could not renew partition ownership (%s); retrying", exc)
+                if self._health is not None and is_transient(exc):
+                    self._health.failed(exc)  # one line for the whole outage
+                else:
+                    logger.warning("Could not renew partition ownership (%s); retrying", exc)
+            else:
+                if self._health is not None:
+                    self._health.answered()
 
     async def _write(self, row: Any, changes: dict[str, Any]) -> bool:
         from azure.data.tables import UpdateMode

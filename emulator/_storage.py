@@ -286,6 +286,13 @@ class TaskHubStorage:
         #: The Instances rows as this storage wrote them (``written_instance``), most recent last.
         self._written_rows: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
+    @property
+    def endpoint(self) -> str:
+        """Where the task hub's tables are, e.g. ``http://127.0.0.1:10002``."""
+        from emulator._storage_outage import endpoint_label
+
+        return endpoint_label(self._tables.url)
+
     async def close(self) -> None:
         await self._history.close()
         await self._instances.close()

@@ -41,3 +41,26 @@ def test_a_host_whose_storage_does_not_answer_says_so_and_exits() -> None:
     assert done.returncode == 1, output
     assert "the storage account of AzureWebJobsStorage did not answer" in output
     assert "Traceback" not in output and "Unclosed" not in output
+
+
+def test_a_grace_period_that_is_not_a_number_of_seconds_is_refused() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "start",
+            "--script-root",
+            str(REPO_ROOT),
+            "--stop-grace-seconds",
+            "soon",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "--stop-grace-seconds must be a number of seconds (0 or more), not 'soon'." in output
+    assert "Traceback" not in output
