@@ -34,6 +34,7 @@ from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
+from emulator._replay_check import enabled as replay_check_enabled
 from emulator._settings import AppSettings, load_settings
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
 from emulator._timers import DurableClock, TimerScheduler
@@ -201,6 +202,8 @@ class EmulatorHost:
             max_concurrent=settings.max_concurrent_orchestrations,
             # Orchestrations stay in memory between episodes unless host.json turns this off.
             extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+            # ...and are checked against replays from the start unless the app setting says not to.
+            replay_check=replay_check_enabled(settings.values),
         )
         entities = self._entities = EntityDispatcher(
             storage=storage, index=index, invocations=self.invocations, leases=leases, clock=self.clock

@@ -1,0 +1,97 @@
+"""Orchestrators that decide differently on a replay fail as on the real host, live sessions or not."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator import _replay_check
+from emulator._replay_check import SETTING
+from emulator.testing import DurableHost, HostConfig
+from tests.support import start_orchestration, wait_for_status
+
+APP = Path(__file__).resolve().parents[1] / "apps" / "nondeterminism_app"
+HOST_MESSAGE = "Non-Deterministic workflow detected: A previous execution of this orchestration scheduled "
+
+
+@pytest.fixture(scope="module")
+def checked_host(storage_connection: str) -> Iterator[DurableHost]:
+    host = DurableHost(HostConfig(APP, task_hub="NondeterminismChecked"), storage_connection).start()
+    yield host
+    host.stop()
+
+
+def _run(host: DurableHost, name: str, body: object = None) -> dict[str, object]:
+    return wait_for_status(start_orchestration(host.base_url, name, body)["statusQueryGetUri"])
+
+
+@pytest.mark.parametrize("name", ["RandomBranch", "UuidBranch", "ClockBranch", "EnvironmentBranch"])
+def test_a_branch_decided_outside_the_history_fails_the_instance_with_the_hosts_message(
+    checked_host: DurableHost, name: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = f"NONDETERMINISM_FLAG_{name.upper()}"
+    monkeypatch.setenv(flag, "")  # SetFlag sets it; restored afterwards
+    with caplog.at_level(logging.WARNING, logger="emulator.orchestrations"):
+        status = _run(checked_host, name, flag)
+    assert status["runtimeStatus"] == "Failed"
+    output = str(status["output"])
+    assert output.startswith(f"Orchestrator function '{name}' failed: {HOST_MESSAGE}"), output
+    assert output.endswith(
+        "Was a change made to the orchestrator code after this instance had already started running?"
+    )
+    # The log shows where another run of the code departs from the history, per sequence id.
+    report = caplog.text
+    assert f"Orchestration '{name}' ({status['instanceId']}) is not deterministic:" in report
+    assert f"NONDETERMINISM in '{name}' (instance '{status['instanceId']}')" in report
+    assert "  history: TaskScheduled '" in report and "  code:    TaskScheduled '" in report
+
+
+def test_the_diff_names_the_decision_the_replay_changed(
+    checked_host: DurableHost, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NONDETERMINISM_FLAG_DIFF", "")
+    with caplog.at_level(logging.WARNING, logger="emulator.orchestrations"):
+        status = _run(checked_host, "EnvironmentBranch", "NONDETERMINISM_FLAG_DIFF")
+    assert status["output"] == (
+        f"Orchestrator function 'EnvironmentBranch' failed: {HOST_MESSAGE}an activity task with sequence "
+        "ID 0 named 'SetFlag' (version ''), but the current orchestration replay instead scheduled an "
+        "activity task named 'A' with this sequence number. Was a change made to the orchestrator code "
+        "after this instance had already started running?"
+    )
+    assert "    seq 0  history: TaskScheduled 'SetFlag'\n           code:    TaskScheduled 'A'" in caplog.text
+
+
+def test_the_episode_that_ends_an_execution_is_always_checked(
+    checked_host: DurableHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No replay at growing intervals: only the check before the completion is committed.
+    monkeypatch.setattr(_replay_check, "REPLAY_GROWTH", 10**9)
+    monkeypatch.setenv("NONDETERMINISM_FLAG_LAST", "")
+    status = _run(checked_host, "EnvironmentBranch", "NONDETERMINISM_FLAG_LAST")
+    assert status["runtimeStatus"] == "Failed"
+    expected = f"Orchestrator function 'EnvironmentBranch' failed: {HOST_MESSAGE}"
+    assert str(status["output"]).startswith(expected)
+
+
+def test_deterministic_orchestrations_are_unaffected(checked_host: DurableHost) -> None:
+    status = _run(checked_host, "Deterministic")
+    assert status["runtimeStatus"] == "Completed", status["output"]
+    output = status["output"]
+    assert isinstance(output, dict)
+    assert output["fan"] == [0, 1, 2, 3, 4]
+    assert len(set(output["ids"])) == 2
+
+
+def test_the_check_can_be_turned_off(storage_connection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SETTING, "false")
+    monkeypatch.setenv("NONDETERMINISM_FLAG_OFF", "")
+    host = DurableHost(HostConfig(APP, task_hub="NondeterminismUnchecked"), storage_connection).start()
+    try:
+        # The live orchestration never runs its code again: what decided the branch goes unseen.
+        status = _run(host, "EnvironmentBranch", "NONDETERMINISM_FLAG_OFF")
+    finally:
+        host.stop()
+    assert status["runtimeStatus"] == "Completed", status["output"]
