@@ -48,7 +48,13 @@ from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._replay import HTTP_ACTIVITY, EpisodeDecisions, KnownFunctions
-from emulator._replay_check import ends_execution, failed_by_nondeterminism, nondeterminism_report, replay_due
+from emulator._replay_check import (
+    ends_execution,
+    failed_by_nondeterminism,
+    nondeterminism_report,
+    note_replayed,
+    replay_due,
+)
 from emulator._storage import (
     ControlMessage,
     HistoryConflictError,
@@ -836,6 +842,7 @@ class OrchestrationDispatcher:
 
         def run(session: OrchestratorSession | None) -> Episode:
             began = time.perf_counter()
+            replayed = session is None or session.finished or session.replay_pending
             episode = execute_episode(
                 instance_id=instance_id,
                 history=history,
@@ -849,6 +856,8 @@ class OrchestrationDispatcher:
             if episode.session is not None:
                 # A first episode (or a full replay) costs at least what a step would.
                 episode.session.last_resume_seconds = time.perf_counter() - began
+            if replayed:
+                note_replayed(episode, len(history))
             return episode
 
         live = session is not None and not session.finished and self._replay_check

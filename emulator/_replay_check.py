@@ -9,7 +9,7 @@ code runs once, and such code would never be caught. So, unless it is turned off
 a live orchestration is decided by a replay from the start instead
 
 * when the history has grown ``REPLAY_GROWTH`` times since the code last ran from the start
-  (the second episode, then about the 4th, 8th, 16th...), and
+  (for a chain of activities: the third episode, then about the 5th, 9th, 17th...), and
 * always when the live orchestration ends its execution (completes, fails, continues as new):
   that episode is decided again by a replay, whose decisions are the ones committed.
 
@@ -51,6 +51,17 @@ def enabled(values: Mapping[str, str]) -> bool:
 def replay_due(session: OrchestratorSession, history_length: int) -> bool:
     """True when the episode over ``history_length`` events is to be decided by a replay."""
     return history_length >= REPLAY_GROWTH * session.replayed_length
+
+
+def note_replayed(episode: Episode, history_length: int) -> None:
+    """Record how long the history is with the rows of an episode the code ran from the start.
+
+    Counting the episode's own decisions keeps a big fan-out (a thousand rows written by its
+    first episode) from being replayed again as soon as its first results come in.
+    """
+    if episode.session is not None:
+        rows = len(episode.rows)
+        episode.session.replayed_length = rows if episode.new_generation else history_length + rows
 
 
 def ends_execution(episode: Episode) -> bool:

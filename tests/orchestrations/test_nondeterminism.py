@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulator import _replay_check
 from emulator._replay_check import SETTING
+from emulator._worker import OrchestratorSession
 from emulator.testing import DurableHost, HostConfig
 from tests.support import start_orchestration, wait_for_status
 
@@ -74,6 +77,29 @@ def test_the_episode_that_ends_an_execution_is_always_checked(
     assert status["runtimeStatus"] == "Failed"
     expected = f"Orchestrator function 'EnvironmentBranch' failed: {HOST_MESSAGE}"
     assert str(status["output"]).startswith(expected)
+
+
+def test_a_chain_is_replayed_from_the_start_each_time_its_history_has_doubled_and_at_its_end(
+    checked_host: DurableHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replayed: list[int] = []
+    replay = OrchestratorSession._replay
+
+    def spy(session: OrchestratorSession, history: Any, source: Any) -> Any:
+        replayed.append(len(history))
+        return replay(session, history, source)
+
+    monkeypatch.setattr(OrchestratorSession, "_replay", spy)
+    status = _run(checked_host, "Chain", 60)
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == sum(range(60))
+    # A few replays of growing histories (the last with all 60 results), not one per step.
+    assert 3 <= len(replayed) <= 8, replayed
+    checks = replayed[:-1]
+    assert all(later >= 2 * earlier - 4 for earlier, later in itertools.pairwise(checks)), replayed
+    # The last one ran over the whole history: four rows per step (the episode's markers, the
+    # result and the next activity), the 60th result included.
+    assert replayed[-1] >= 4 * 60
 
 
 def test_deterministic_orchestrations_are_unaffected(checked_host: DurableHost) -> None:

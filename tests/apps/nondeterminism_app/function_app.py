@@ -91,3 +91,11 @@ def Deterministic(context: df.DurableOrchestrationContext) -> Generator[Any, Any
     yield context.create_timer(context.current_utc_datetime + timedelta(milliseconds=10))
     ids.append(str(context.new_uuid()))
     return {"first": first, "fan": fan, "ids": ids}
+
+
+@app.orchestration_trigger(context_name="context")
+def Chain(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    total = 0
+    for i in range(int(context.get_input())):
+        total += yield context.call_activity("A", i)
+    return total
