@@ -882,7 +882,8 @@ class OrchestrationDispatcher:
             if live and session is not None and ends_execution(episode):
                 # Before an execution ends, its last episode is decided as the real host decides
                 # it: by a replay of the code from the start.
-                episode = await self._threads.run(functools.partial(run, session.replayed_from_start()))
+                replay = session.replayed_from_start(episode_ran=True)
+                episode = await self._threads.run(functools.partial(run, replay))
             if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error

@@ -224,16 +224,18 @@ class OrchestratorSession:
         """True when the next ``resume`` runs the code from the start rather than continuing."""
         return self._replay_from is not None
 
-    def replayed_from_start(self) -> OrchestratorSession:
+    def replayed_from_start(self, episode_ran: bool = False) -> OrchestratorSession:
         """A new session whose first ``resume`` replays the whole history through fresh code.
 
         It reuses the SDK's parsed form of the events this session has seen (parsing their
-        timestamps is most of the SDK's replay time); nothing else is shared.
+        timestamps is most of the SDK's replay time); nothing else is shared. ``episode_ran``:
+        this session already ran the episode to replay, so its events count as replayed too
+        (code that runs only when ``context.is_replaying`` is false then runs once, as on Azure).
         """
         context = self._context
         fresh = OrchestratorSession(self._handle)
         fresh._replay_from = _ReplaySource(
-            str(context.instance_id), context.parent_instance_id, list(context.histories)
+            str(context.instance_id), context.parent_instance_id, list(context.histories), episode_ran
         )
         return fresh
 
@@ -301,7 +303,8 @@ class OrchestratorSession:
             return state
         # ...and the rest of the history is fed to it event by event.
         starts = [i for i, e in enumerate(history) if h.event_type(e) == h.EventType.OrchestratorStarted]
-        return self._continue(history, 2, starts[-1], source.parsed)
+        new_from = len(history) if source.episode_ran else starts[-1]
+        return self._continue(history, 2, new_from, source.parsed)
 
     def _current_state(self) -> str | OrchestratorState:
         """The SDK's ``get_orchestrator_state_str()``, without serialising every past action."""
@@ -352,6 +355,8 @@ class _ReplaySource:
     parent_instance_id: str | None
     #: The SDK's parsed events of the history so far, in order.
     parsed: list[Any]
+    #: The episode's own events were already run by the live orchestration.
+    episode_ran: bool = False
 
 
 def _serialisable(value: Any) -> bool:

@@ -102,6 +102,16 @@ def test_a_chain_is_replayed_from_the_start_each_time_its_history_has_doubled_an
     assert replayed[-1] >= 4 * 60
 
 
+def test_code_guarded_by_is_replaying_runs_once_in_the_episode_that_is_checked(
+    checked_host: DurableHost, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    status = _run(checked_host, "NotesOnce", str(notes))
+    assert status["runtimeStatus"] == "Completed"
+    # The live orchestration ran the last episode, then a replay decided it again.
+    assert notes.read_text(encoding="utf-8") == "after 1\n"
+
+
 def test_deterministic_orchestrations_are_unaffected(checked_host: DurableHost) -> None:
     status = _run(checked_host, "Deterministic")
     assert status["runtimeStatus"] == "Completed", status["output"]

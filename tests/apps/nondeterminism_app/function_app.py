@@ -99,3 +99,13 @@ def Chain(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
     for i in range(int(context.get_input())):
         total += yield context.call_activity("A", i)
     return total
+
+
+@app.orchestration_trigger(context_name="context")
+def NotesOnce(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """Appends a line to the file named by its input, the way code logs only when not replaying."""
+    first = yield context.call_activity("A", 1)
+    if not context.is_replaying:
+        with open(str(context.get_input()), "a", encoding="utf-8") as notes:
+            notes.write(f"after {first}\n")
+    return first
