@@ -9,7 +9,7 @@ code runs once, and such code would never be caught. So, unless it is turned off
 a live orchestration is decided by a replay from the start instead
 
 * when the history has grown ``REPLAY_GROWTH`` times since the code last ran from the start
-  (for a chain of activities: the third episode, then about the 5th, 9th, 17th...), and
+  (for a chain of activities: its 3rd episode, then its 7th, 15th, 31st...), and
 * always when the live orchestration ends its execution (completes, fails, continues as new):
   that episode is decided again by a replay, whose decisions are the ones committed.
 
@@ -18,7 +18,10 @@ history is checked against the code (a disagreement fails the instance with the 
 and the episode gets the replay's decisions. Between checks the live orchestration decides the
 same as a replay would, for deterministic code (``tests/unit/test_extended_sessions.py``). The
 replays reuse the SDK's parsed events of the live orchestration; their total length is about
-twice the final history's.
+twice the final history's. A replay of an episode the live orchestration has already run counts
+that episode's events as replayed, so code that runs only when ``context.is_replaying`` is false
+runs once. When a replay fails the instance, the offline replay's diff of the history (one more
+run of the code, compared episode by episode) is logged with it.
 """
 
 from __future__ import annotations
