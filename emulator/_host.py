@@ -35,6 +35,7 @@ from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
+from emulator._replay_check import enabled as replay_check_enabled
 from emulator._settings import AppLoadError, AppSettings, load_settings
 from emulator._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
@@ -236,6 +237,8 @@ class EmulatorHost:
             max_concurrent=settings.max_concurrent_orchestrations,
             # Orchestrations stay in memory between episodes unless host.json turns this off.
             extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+            # ...and are checked against replays from the start unless the app setting says not to.
+            replay_check=replay_check_enabled(settings.values),
         )
         entities = self._entities = EntityDispatcher(
             storage=storage, index=index, invocations=self.invocations, leases=leases, clock=self.clock

@@ -23,6 +23,7 @@ from emulator._history_files import SavedHistory
 from emulator._orchestrations import known_functions
 from emulator._recorded_episodes import RecordedEpisode
 from emulator._settings import load_settings
+from emulator._worker import OrchestratorSession
 
 _MAX_SHOWN_TEXT = 300
 _MAX_SHOWN_EVENTS = 6
@@ -151,8 +152,15 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def replay_saved(saved: SavedHistory, index: AppIndex, *, label: str = "") -> ReplayReport:
-    """Replay every recorded episode of ``saved`` against the app in ``index``."""
+def replay_saved(
+    saved: SavedHistory, index: AppIndex, *, label: str = "", sessions: bool = False
+) -> ReplayReport:
+    """Replay every recorded episode of ``saved`` against the app in ``index``.
+
+    Each episode is decided by a replay from the start, as the real host decides it; with
+    ``sessions`` one run of the code goes through all of them (as the host's live orchestrations
+    do), which costs one replay in all rather than one per episode.
+    """
     known = known_functions(index)
 
     def orchestrator(name: str) -> Callable[[Any], Any] | None:
@@ -168,6 +176,7 @@ def replay_saved(saved: SavedHistory, index: AppIndex, *, label: str = "") -> Re
         label=label,
     )
     history: list[HistoryEvent] = []
+    session: OrchestratorSession | None = None
     for number, recorded in enumerate(saved.episodes, start=1):
         for message, decision in recorded.links:
             message[h.COMPLETION_KEY[h.event_type(message)]] = decision["EventId"]
@@ -178,7 +187,10 @@ def replay_saved(saved: SavedHistory, index: AppIndex, *, label: str = "") -> Re
             now=recorded.started_at,
             orchestrator=orchestrator,
             known=known,
+            session=session,
+            keep_session=sessions,
         )
+        session = episode.session
         # Only the first generation answers to this history; later ones (continue_as_new) start anew.
         made = episode.generations[0].new_events if episode.generations else episode.decisions.new_events
         produced = [Decision.of(e) for e in made if h.event_type(e) in h.SCHEDULING_EVENTS]

@@ -49,6 +49,13 @@ from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._replay import HTTP_ACTIVITY, EpisodeDecisions, KnownFunctions
+from emulator._replay_check import (
+    ends_execution,
+    failed_by_nondeterminism,
+    nondeterminism_report,
+    note_replayed,
+    replay_due,
+)
 from emulator._storage import (
     ControlMessage,
     HistoryConflictError,
@@ -268,9 +275,12 @@ class OrchestrationDispatcher:
         clock: DurableClock,
         max_concurrent: int,
         extended_sessions: bool = True,
+        replay_check: bool = True,
         max_idle_instances: int = 2000,
     ) -> None:
         self._extended_sessions = extended_sessions
+        #: Check live orchestrations against replays from the start (``emulator._replay_check``).
+        self._replay_check = replay_check
         self._storage = storage
         self._index = index
         self._known = known_functions(index)
@@ -839,8 +849,9 @@ class OrchestrationDispatcher:
             function = index.orchestrator(name)
             return None if function is None else function.user_function
 
-        def run() -> Episode:
+        def run(session: OrchestratorSession | None) -> Episode:
             began = time.perf_counter()
+            replayed = session is None or session.finished or session.replay_pending
             episode = execute_episode(
                 instance_id=instance_id,
                 history=history,
@@ -854,8 +865,13 @@ class OrchestrationDispatcher:
             if episode.session is not None:
                 # A first episode (or a full replay) costs at least what a step would.
                 episode.session.last_resume_seconds = time.perf_counter() - began
+            if replayed:
+                note_replayed(episode, len(history))
             return episode
 
+        live = session is not None and not session.finished and self._replay_check
+        if live and session is not None and replay_due(session, len(history) + len(new_events) + 1):
+            session, live = session.replayed_from_start(), False
         name = _orchestrator_name(history, new_events)
         function = index.orchestrator(name)
         with self._invocations.invoke(
@@ -863,17 +879,28 @@ class OrchestrationDispatcher:
         ) as record:
             if (
                 session is not None
+                and not session.replay_pending
                 and session.last_resume_seconds < INLINE_RESUME_SECONDS
                 and len(new_events) <= INLINE_RESUME_EVENTS
             ):
                 # The live orchestration's last step was this quick and this one is as small:
                 # two thread hand-offs would cost more than running it right here.
-                episode = run()
+                episode = run(session)
             else:
-                episode = await self._threads.run(run)
+                episode = await self._threads.run(functools.partial(run, session))
+            if live and session is not None and ends_execution(episode):
+                # Before an execution ends, its last episode is decided as the real host decides
+                # it: by a replay of the code from the start.
+                replay = session.replayed_from_start(episode_ran=True)
+                episode = await self._threads.run(functools.partial(run, replay))
             if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error
+        if failed_by_nondeterminism(episode):
+            report = await self._threads.run(
+                functools.partial(nondeterminism_report, instance_id, name, history, index)
+            )
+            logger.warning("Orchestration '%s' (%s) is not deterministic:\n%s", name, instance_id, report)
         return episode
 
     def _reconcile(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from azure.functions import _abc as functions_abc
@@ -44,13 +44,25 @@ def orchestration_context(payload: str, input_type: Any) -> Any:
     return context
 
 
-def replay_new_events(executor: Any, context: Any, events: Iterable[Mapping[str, Any]]) -> None:
-    """Feed events past the ones already processed to a live executor, as its own replay loop does."""
+def feed_events(
+    executor: Any,
+    context: Any,
+    history: Sequence[Mapping[str, Any]],
+    first: int,
+    new_from: int,
+    parsed: Sequence[Any] = (),
+) -> None:
+    """Feed ``history[first:]`` to a live executor one event at a time, as its own replay loop does.
+
+    Events before ``new_from`` are replayed (``context.is_replaying``), the rest are new, as the SDK
+    marks events before and after the last OrchestratorStarted. ``parsed`` holds SDK events already
+    made for a prefix of ``history`` (parsing their timestamps is most of a replay's cost).
+    """
     from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
 
-    executor._is_processing_new_events = True
-    for raw in events:
-        event = SdkEvent(**raw)
+    for position in range(first, len(history)):
+        executor._is_processing_new_events = position >= new_from
+        event = parsed[position] if position < len(parsed) else SdkEvent(**history[position])
         context._histories.append(event)
         executor.process_event(event)
         if executor.has_execution_completed:

@@ -182,9 +182,15 @@ class OrchestratorSession:
     episodes feed only their new events to the same generator and executor, so a long history
     is not replayed for every event. The decisions are the same as a full replay's: the SDK
     processes events one at a time either way (tests check both paths against each other).
+
+    The live generator never runs its code again, so code that decides differently on a replay
+    (``datetime.now()``, ``random``, I/O) would go unnoticed: ``replayed_from_start`` gives a
+    session that runs the code again from the start over the whole history, as the real host
+    does at every episode (see ``emulator._replay_check``).
     """
 
     def __init__(self, handle: Callable[[Any], Any]) -> None:
+        self._handle = handle
         self._function = handle.orchestrator_function  # type: ignore[attr-defined]
         self._input_type = getattr(handle, "_df_input_type", None)
         self._executor = sdk.new_executor()
@@ -201,6 +207,30 @@ class OrchestratorSession:
         self.memo = WalkMemo()
         #: How long the last episode that resumed this orchestration took (none yet: forever).
         self.last_resume_seconds = math.inf
+        #: The length of the history that the code last ran over from the start (``start``).
+        self.replayed_length = 0
+        #: Set by ``replayed_from_start``: what the replay at the next ``resume`` needs.
+        self._replay_from: _ReplaySource | None = None
+
+    @property
+    def replay_pending(self) -> bool:
+        """True when the next ``resume`` runs the code from the start rather than continuing."""
+        return self._replay_from is not None
+
+    def replayed_from_start(self, episode_ran: bool = False) -> OrchestratorSession:
+        """A new session whose first ``resume`` replays the whole history through fresh code.
+
+        It reuses the SDK's parsed form of the events this session has seen (parsing their
+        timestamps is most of the SDK's replay time); nothing else is shared. ``episode_ran``:
+        this session already ran the episode to replay, so its events count as replayed too
+        (code that runs only when ``context.is_replaying`` is false then runs once, as on Azure).
+        """
+        context = self._context
+        fresh = OrchestratorSession(self._handle)
+        fresh._replay_from = _ReplaySource(
+            str(context.instance_id), context.parent_instance_id, list(context.histories), episode_ran
+        )
+        return fresh
 
     @staticmethod
     def supports(handle: Callable[[Any], Any]) -> bool:
@@ -209,7 +239,7 @@ class OrchestratorSession:
     def start(self, payload: str) -> OrchestratorState:
         context = sdk.orchestration_context(payload, self._input_type)
         self._context = context
-        self._seen = len(context.histories)
+        self._seen = self.replayed_length = len(context.histories)
         state = self._state(lambda: self._executor.execute(context, context.histories, self._function))
         if state.schema_version >= 2 and state.error is None:
             self._actions = list(state.actions)
@@ -223,14 +253,37 @@ class OrchestratorSession:
         Those are the decisions the host appended after the last episode (the SDK needs an
         EventSent to re-key an entity call, for one) and this episode's new events.
         """
-        unseen = history[self._seen :]
+        if self._replay_from is not None:
+            return self._replay(history, self._replay_from)
+        return self._continue(history, self._seen, self._seen, [])
+
+    def _continue(
+        self, history: Sequence[HistoryEvent], first: int, new_from: int, parsed: Sequence[Any]
+    ) -> OrchestratorState:
+        """Feed ``history[first:]``; events before ``new_from`` are replayed, not new."""
         self._seen = len(history)
 
         def run() -> str | OrchestratorState:
-            sdk.replay_new_events(self._executor, self._context, unseen)
+            sdk.feed_events(self._executor, self._context, history, first, new_from, parsed)
             return self._current_state()
 
         return self._state(run)
+
+    def _replay(self, history: Sequence[HistoryEvent], source: _ReplaySource) -> OrchestratorState:
+        """Run the code from the start over ``history``, as a full replay through ``handle`` does."""
+        self._replay_from = None
+        # The SDK's smallest history (OrchestratorStarted, ExecutionStarted) starts the code...
+        payload = orchestration_payload(
+            instance_id=source.instance_id, history=history[:2], parent_instance_id=source.parent_instance_id
+        )
+        state = self.start(payload)
+        self.replayed_length = len(history)
+        if self.finished or len(history) <= 2:
+            return state
+        # ...and the rest of the history is fed to it event by event.
+        starts = [i for i, e in enumerate(history) if h.event_type(e) == h.EventType.OrchestratorStarted]
+        new_from = len(history) if source.episode_ran else starts[-1]
+        return self._continue(history, 2, new_from, source.parsed)
 
     def _current_state(self) -> str | OrchestratorState:
         """The SDK's ``get_orchestrator_state_str()``, without serialising every past action."""
@@ -269,6 +322,18 @@ class OrchestratorSession:
         state = result if isinstance(result, OrchestratorState) else OrchestratorState.from_json(result)
         self.finished = state.is_done
         return state
+
+
+@dataclass(frozen=True)
+class _ReplaySource:
+    """What a replay from the start takes over from the session it replaces."""
+
+    instance_id: str
+    parent_instance_id: str | None
+    #: The SDK's parsed events of the history so far, in order.
+    parsed: list[Any]
+    #: The episode's own events were already run by the live orchestration.
+    episode_ran: bool = False
 
 
 def _serialisable(value: Any) -> bool:

@@ -11,7 +11,8 @@ import azure.durable_functions as df
 import pytest
 
 from emulator import _history as h
-from emulator._history import EventType
+from emulator._episode import Episode
+from emulator._history import EventType, HistoryEvent
 from tests.unit.episodes import EpisodeDriver
 from tests.unit.test_replay import _seed
 
@@ -214,3 +215,51 @@ def test_a_live_orchestration_walks_only_its_new_actions(monkeypatch: pytest.Mon
     # timer's race, which never counts as finished) at the end as at the start.
     assert per_episode[False][-1] > 40
     assert max(per_episode[True][-10:]) <= 3
+
+
+class _ReplayingDriver(EpisodeDriver):
+    """Keeps a session, but has every episode after the first decided by a replay from the start."""
+
+    def run(self, *events: HistoryEvent) -> Episode:
+        if self.session is not None:
+            self.session = self.session.replayed_from_start()
+        return super().run(*events)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_replay_from_the_start_decides_as_a_full_replay(name: str) -> None:
+    orchestrators, scenario = SCENARIOS[name]
+    orchestrators = {k: v or _seed(k) for k, v in orchestrators.items()}
+    replayed = EpisodeDriver(orchestrators, ACTIVITIES, sessions=False)
+    rerun = _ReplayingDriver(orchestrators, ACTIVITIES, sessions=True)
+    scenario(replayed)
+    scenario(rerun)
+    assert _rows(rerun) == _rows(replayed)
+    assert rerun.episodes[-1].decisions.status.name == "Completed"
+    # Each episode's session ran the code over the whole history it was given.
+    lengths = [e.session.replayed_length for e in rerun.episodes[:-1] if e.session is not None]
+    assert len(lengths) == len(rerun.episodes) - 1
+    assert lengths == sorted(set(lengths))
+
+
+def _replay_flags(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    flags = [context.is_replaying]
+    for i in range(3):
+        yield context.call_activity("A", i)
+        flags.append(context.is_replaying)
+    return flags
+
+
+def test_a_replay_from_the_start_sees_the_replay_flags_of_a_full_replay() -> None:
+    outputs = []
+    for driver in (
+        EpisodeDriver({"Flags": df.Orchestrator.create(_replay_flags)}, ACTIVITIES, sessions=False),
+        _ReplayingDriver({"Flags": df.Orchestrator.create(_replay_flags)}, ACTIVITIES, sessions=True),
+    ):
+        driver.start("Flags")
+        for task_id in range(3):
+            episode = driver.run(driver.completed(task_id, task_id))
+        outputs.append(json.loads(episode.decisions.output or "null"))
+    # Old events are replayed, the last episode's are new: code guarded by is_replaying runs once.
+    assert outputs[0] == [True, True, True, False]
+    assert outputs[1] == outputs[0]

@@ -45,16 +45,13 @@ def test_a_live_executor_takes_new_events_and_reports_its_actions() -> None:
     assert sdk.schema_version(context) >= 2
 
     later = T0 + timedelta(seconds=1)
-    sdk.replay_new_events(
-        executor,
-        context,
-        [
-            h.task_scheduled(0, "A", T0, json.dumps(1)),
-            h.orchestrator_completed(T0),
-            h.orchestrator_started(later),
-            h.task_completed(0, json.dumps("done"), later),
-        ],
-    )
+    history += [
+        h.task_scheduled(0, "A", T0, json.dumps(1)),
+        h.orchestrator_completed(T0),
+        h.orchestrator_started(later),
+        h.task_completed(0, json.dumps("done"), later),
+    ]
+    sdk.feed_events(executor, context, history, first=2, new_from=4)
     after = sdk.actions(context)
     assert len(after) == 2 and sdk.is_timer_action(after[1])
     assert not executor.has_execution_completed
