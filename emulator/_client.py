@@ -245,8 +245,11 @@ class DurableClientService:
         connection_name: str,
         runs_here: Callable[[str], bool] | None = None,
         checkpoint_written: Callable[[str], Awaitable[bool]] | None = None,
+        forget: Callable[[str, set[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
+        #: Drops what this host holds in memory of an instance about to be purged.
+        self._forget = forget
         #: Waits briefly for a checkpoint of the instance that this host has under way.
         self._checkpoint_written = checkpoint_written
         #: True for instances whose partition this host owns (their starts stay in memory).
@@ -495,8 +498,15 @@ class DurableClientService:
 
     async def purge_instance(self, instance_id: str) -> PurgeResult:
         """Delete one instance's state, history and blobs (``PurgeInstanceHistoryAsync(id)``)."""
-        await self.require_instance(instance_id)
-        instances, rows = await self._storage.purge_instance_data(instance_id)
+        record = await self.require_instance(instance_id)
+        return await self._purge(record)
+
+    async def _purge(self, record: InstanceRecord) -> PurgeResult:
+        # A running instance may be purged (the provider does not check): first make sure that
+        # nothing this host holds of it writes again, then delete what is stored.
+        if self._forget is not None:
+            await self._forget(record.instance_id, {record.execution_id} if record.execution_id else set())
+        instances, rows = await self._storage.purge_instance_data(record.instance_id)
         return PurgeResult(instances, rows)
 
     async def purge_instances(
@@ -515,9 +525,9 @@ class DurableClientService:
         condition = InstanceCondition(created_from=created_from, created_to=created_to, statuses=kept)
         instances = rows = 0
         for record in await self._storage.query_all_instances(condition):
-            purged, purged_rows = await self._storage.purge_instance_data(record.instance_id)
-            instances += purged
-            rows += purged_rows
+            purged = await self._purge(record)
+            instances += purged.instances_deleted
+            rows += purged.rows_deleted
         return PurgeResult(instances, rows)
 
     async def delete_task_hub(self) -> None:

@@ -238,6 +238,7 @@ class EmulatorHost:
                 self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
             ),
             checkpoint_written=orchestrations.checkpoint_written,
+            forget=self._forget_instance,
         )
 
         self._durable_api = DurableHttpApi(self.client)
@@ -427,6 +428,21 @@ class EmulatorHost:
                 self._leases.release(handle)
             # Visible at once, so the new owner's poller finds it without waiting out our lease.
             self._spawn(storage.renew_message(handle, 0), "release-control-message")
+
+    async def _forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
+        """Drop an instance about to be purged: its episode, queued events and timers.
+
+        Their messages are deleted rather than released: they belong to the purged execution.
+        """
+        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
+        handles = [
+            *await self._orchestrations.forget(instance_id, execution_ids),
+            *self._timers.drop(lambda other: other == instance_id),
+        ]
+        for handle in handles:
+            if self._leases is not None:
+                self._leases.release(handle)
+        await asyncio.gather(*(self.storage.delete_message(h) for h in handles), return_exceptions=True)
 
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""

@@ -546,7 +546,14 @@ class TaskHubStorage:
         self._remember_write(pk, {}, columns, row)
         return True
 
-    async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
+    async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> bool:
+        """Merge ``columns`` into the Instances row; False when there is no row to merge into.
+
+        A missing row is created only by a write that names the orchestration (a start's
+        columns: a sub-orchestration has no Pending row). Any other update of a missing row
+        belongs to an instance purged meanwhile, and recreating it would leave a row without
+        name or creation time that blocks new starts with that id.
+        """
         pk = escape_partition_key(instance_id)
         row = {"PartitionKey": pk, "RowKey": "", **columns}
         written = self._written_rows.pop(pk, None)  # unknown until this write completes
@@ -555,12 +562,15 @@ class TaskHubStorage:
             # The row exists nearly always (the client wrote it Pending): one lookup in Azurite.
             await merge_entity(self._instances, row, existing=True)
         except ResourceNotFoundError:
+            if columns.get("Name") is None:
+                return False
             await merge_entity(self._instances, row)
             written = None  # the row was gone: what else it holds now is not known
         if written is None:
             self._written_rows.pop(pk, None)
         else:
             self._remember_write(pk, written, columns, row)
+        return True
 
     async def delete_instance(self, instance_id: str) -> bool:
         self._written_rows.pop(escape_partition_key(instance_id), None)
