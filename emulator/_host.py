@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +27,7 @@ from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
 from emulator._entities import EntityDispatcher
+from emulator._host_identity import host_identity, is_dead_predecessor
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
@@ -216,14 +215,16 @@ class EmulatorHost:
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
         orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
+        owner = host_identity(self.options.port)
         self._partitions = PartitionManager(
             storage.partitions_table(),
             storage.control_queue_names,
-            f"{socket.gethostname()}-{os.getpid()}-{self.options.port}",
+            owner,
             # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
             lease_seconds=min(30.0, leases.lease_seconds),
             on_acquired=self._partition_acquired,
             on_lost=self._partition_lost,
+            is_dead_predecessor=lambda holder: is_dead_predecessor(holder, owner),
         )
         self.client = DurableClientService(
             storage=storage,
