@@ -246,7 +246,10 @@ class DurableClientService:
         runs_here: Callable[[str], bool] | None = None,
         checkpoint_written: Callable[[str], Awaitable[bool]] | None = None,
         forget: Callable[[str, set[str]], Awaitable[None]] | None = None,
+        reload: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        #: Makes this host read an instance's history again (it is changed in storage).
+        self._reload = reload
         self._storage = storage
         #: Drops what this host holds in memory of an instance about to be purged.
         self._forget = forget
@@ -478,7 +481,15 @@ class DurableClientService:
                 "The rewind operation is only supported on failed orchestration instances.",
                 INVALID_OPERATION,
             )
-        leaves = await self._storage.rewind_history(instance_id)
+        # This host may hold the failed history in memory (a late activity result reads it):
+        # it must read the rewound one, also if an episode read the old one during the rewind.
+        if self._reload is not None:
+            await self._reload(instance_id)
+        rewound: list[str] = []
+        leaves = await self._storage.rewind_history(instance_id, rewound=rewound)
+        if self._reload is not None:
+            for changed in rewound:
+                await self._reload(changed)
         for leaf in leaves:
             await self._send_event(leaf, _client_event(EventType.GenericEvent, Data=reason))
         return leaves

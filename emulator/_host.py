@@ -240,6 +240,7 @@ class EmulatorHost:
             ),
             checkpoint_written=orchestrations.checkpoint_written,
             forget=self._forget_instance,
+            reload=orchestrations.reload,
         )
 
         self._durable_api = DurableHttpApi(self.client)

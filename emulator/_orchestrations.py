@@ -321,6 +321,17 @@ class OrchestrationDispatcher:
         logger.info("Instance '%s' was purged: its in-memory orchestration is dropped", instance_id)
         return handles
 
+    async def reload(self, instance_id: str) -> None:
+        """Let the episode under way finish, then forget the history and live orchestration in
+        memory: the client is changing the history in storage (a rewind)."""
+        instance = self._instances.get(instance_id)
+        if instance is None:
+            return
+        for task in (instance.task, instance.follow_up):
+            if task is not None and not task.done():
+                await asyncio.wait([task])
+        instance.history = instance.session = instance.index = None
+
     @staticmethod
     def _discard(instance: _Instance) -> list[MessageHandle]:
         instance.dropped = True
@@ -509,6 +520,15 @@ class OrchestrationDispatcher:
         self, instance: _Instance, batch: list[tuple[HistoryEvent, _Delivery]]
     ) -> bool:
         if instance.history is None:
+            await self._load_history(instance)
+        elif _starts_another_execution(instance.indexed(instance.history), batch):
+            # Only a purge (by another host or the command line) lets a new execution start
+            # while this one runs: what is in memory is of an execution that is gone.
+            logger.info(
+                "A new execution of '%s' starts while its last one is in memory: reading it again",
+                instance.instance_id,
+            )
+            batch.extend(instance.forget_unflushed())  # after the new start: dropped as stale
             await self._load_history(instance)
         if instance.unflushed is not None and not all(d.volatile for _, d in batch):
             await self._flush(instance)  # only activity results join an unwritten episode
@@ -1131,6 +1151,18 @@ def _orchestrator_name(history: list[HistoryEvent], new_events: list[HistoryEven
         if h.event_type(event) == EventType.ExecutionStarted:
             return str(event.get("Name") or "")
     return ""
+
+
+def _starts_another_execution(index: _HistoryIndex, batch: list[tuple[HistoryEvent, _Delivery]]) -> bool:
+    """True when the batch starts an execution other than the unfinished one in ``index``."""
+    current = _execution_in(index.events)
+    if current is None or index.finished:
+        return False
+    return any(
+        h.event_type(event) == EventType.ExecutionStarted
+        and event["OrchestrationInstance"]["ExecutionId"] != current
+        for event, _ in batch
+    )
 
 
 def _execution_in(events: list[HistoryEvent]) -> str | None:

@@ -463,7 +463,8 @@ class TaskHubStorage:
                     self._overwritten.add(pk)
                     replace = True
                     continue
-                if exc.status_code in (409, 412):
+                # 404: the sentinel is gone, the instance purged meanwhile.
+                if exc.status_code in (404, 409, 412):
                     raise HistoryConflictError(
                         f"History of instance '{instance_id}' was changed by another writer"
                     ) from exc
@@ -768,7 +769,9 @@ class TaskHubStorage:
         await self.delete_instance(instance_id)
         return 1, rows
 
-    async def rewind_history(self, instance_id: str, failed_leaves: list[str] | None = None) -> list[str]:
+    async def rewind_history(
+        self, instance_id: str, failed_leaves: list[str] | None = None, rewound: list[str] | None = None
+    ) -> list[str]:
         """Clear the failures of a failed instance's current execution (``RewindHistoryAsync``).
 
         Each failure row (ExecutionCompleted with status Failed, TaskFailed,
@@ -781,6 +784,8 @@ class TaskHubStorage:
         from azure.data.tables import UpdateMode
 
         leaves = [] if failed_leaves is None else failed_leaves
+        if rewound is not None:
+            rewound.append(instance_id)  # every instance whose history this changes
         pk = escape_partition_key(instance_id)
         self._written_rows.pop(pk, None)
         entities = [
@@ -813,7 +818,7 @@ class TaskHubStorage:
                 if created is not None:
                     # The child is still there and will report again once rewound: keep the decision.
                     await self._mark_rewound(created, to_generic=False)
-                    await self.rewind_history(str(created["InstanceId"]), leaves)
+                    await self.rewind_history(str(created["InstanceId"]), leaves, rewound)
             await self._mark_rewound(row, to_generic=True)
         with contextlib.suppress(ResourceNotFoundError):
             await self._instances.update_entity(

@@ -105,3 +105,70 @@ def test_a_message_of_an_execution_that_has_no_instance_row_is_dropped(
     # The id is free, and the new execution sees nothing of the dropped message.
     start(client_host, "Sleeper", instance_id=instance_id)
     assert wait_for(client_host, instance_id, "Running")["name"] == "Sleeper"
+
+
+def test_a_purge_and_start_from_elsewhere_replace_what_the_running_host_holds(
+    client_host: BackgroundHost, storage_connection: str
+) -> None:
+    """As the ``durable`` command line (or a host that does not run the instance) purges and starts:
+    the host that runs it learns of it only from storage and the new start's message."""
+    import asyncio
+
+    from emulator._client import ClientUrls, DurableClientService
+    from emulator._storage import TaskHubStorage
+
+    instance_id = unique("elsewhere")
+    start(client_host, "WaitForApproval", {"run": 1}, instance_id=instance_id)
+    wait_for(client_host, instance_id, "Running")
+
+    async def purge_and_start() -> None:
+        storage = TaskHubStorage(storage_connection, HUB)
+        client = DurableClientService(
+            storage=storage,
+            index=None,
+            leases=None,
+            deliver=lambda message, handle: None,
+            urls=ClientUrls(
+                public_base="http://localhost:7071", rpc_base="http://127.0.0.1:7071/durabletask/"
+            ),
+            connection_name="Storage",
+        )
+        try:
+            assert (await client.purge_instance(instance_id)).instances_deleted == 1
+            await client.start_new("WaitForApproval", instance_id, '{"run": 2}')
+        finally:
+            await storage.close()
+
+    asyncio.run(purge_and_start())
+    assert wait_for(client_host, instance_id, "Running")["input"] == {"run": 2}
+    raised = request("POST", api(client_host, f"/instances/{instance_id}/raiseEvent/Approval"), "yes")
+    assert raised.status == 202
+    done = wait_for(client_host, instance_id, "Completed")
+    assert (done["input"], done["output"]) == ({"run": 2}, {"approval": "yes"})
+    assert len({r["ExecutionId"] for r in history_rows(storage_connection, instance_id)}) == 1
+
+
+def test_a_rewind_is_applied_when_the_failed_history_is_still_in_memory(
+    client_host: BackgroundHost, storage_connection: str
+) -> None:
+    """A late activity result of a failed instance makes its host read its history (and drop the
+    result); the rewind that follows changes that history in storage, not the copy in memory."""
+    from emulator import _history as h
+    from emulator._storage import WorkItem
+
+    key = unique("key")
+    instance_id = start(client_host, "FailsOnce", {"key": key})["id"]
+    wait_for(client_host, instance_id, "Failed")
+    dispatcher = client_host.host._orchestrations
+    assert dispatcher is not None
+    execution_id = history_rows(storage_connection, instance_id)[0]["ExecutionId"]
+
+    async def late_result() -> None:
+        item = WorkItem(instance_id, execution_id, 99, "Identity", None)
+        dispatcher.deliver_result(item, h.task_completed(99, '"late"', h.utcnow()))
+
+    client_host.run(late_result())
+    wait_until(lambda: _idle(client_host, instance_id))
+    assert request("POST", api(client_host, f"/instances/{instance_id}/rewind?reason=retry")).status == 202
+    done = wait_for(client_host, instance_id, "Completed")
+    assert done["output"] == ["before", f"attempt 2 for {key} worked"]
