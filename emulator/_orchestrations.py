@@ -47,7 +47,7 @@ from emulator._episode import Episode, execute_episode
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
-from emulator._purges import PurgedExecutions, belongs_to_no_execution
+from emulator._purges import PurgedExecutions, belongs_to_no_execution, starts_another_execution
 from emulator._replay import HTTP_ACTIVITY, EpisodeDecisions, KnownFunctions
 from emulator._storage import (
     ControlMessage,
@@ -340,7 +340,10 @@ class OrchestrationDispatcher:
                 task.cancel()
         instance.release_status_waiters(written=False)
         events = [*instance.forget_unflushed(), *instance.in_flight, *instance.pending]
-        return list({id(d.handle): d.handle for _, d in events if d.handle is not None}.values())
+        deliveries = [d for _, d in events]
+        if instance.unwritten is not None:
+            deliveries += instance.unwritten.consumed  # checkpointed, not yet acknowledged
+        return list({id(d.handle): d.handle for d in deliveries if d.handle is not None}.values())
 
     async def close(self) -> None:
         for instance in self._instances.values():
@@ -521,7 +524,7 @@ class OrchestrationDispatcher:
     ) -> bool:
         if instance.history is None:
             await self._load_history(instance)
-        elif _starts_another_execution(instance.indexed(instance.history), batch):
+        elif starts_another_execution(instance.indexed(instance.history), [e for e, _ in batch]):
             # Only a purge (by another host or the command line) lets a new execution start
             # while this one runs: what is in memory is of an execution that is gone.
             logger.info(
@@ -1151,18 +1154,6 @@ def _orchestrator_name(history: list[HistoryEvent], new_events: list[HistoryEven
         if h.event_type(event) == EventType.ExecutionStarted:
             return str(event.get("Name") or "")
     return ""
-
-
-def _starts_another_execution(index: _HistoryIndex, batch: list[tuple[HistoryEvent, _Delivery]]) -> bool:
-    """True when the batch starts an execution other than the unfinished one in ``index``."""
-    current = _execution_in(index.events)
-    if current is None or index.finished:
-        return False
-    return any(
-        h.event_type(event) == EventType.ExecutionStarted
-        and event["OrchestrationInstance"]["ExecutionId"] != current
-        for event, _ in batch
-    )
 
 
 def _execution_in(events: list[HistoryEvent]) -> str | None:

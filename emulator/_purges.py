@@ -12,10 +12,18 @@ that come back after a restart, when nothing is remembered any more).
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol
 
-logger = logging.getLogger("emulator.orchestrations")
+from emulator import _history as h
+from emulator._history import EventType, HistoryEvent
+
+
+class _History(Protocol):
+    events: list[HistoryEvent]
+    finished: bool
+
 
 #: Purged executions remembered at the most (the oldest are forgotten first).
 PURGED_EXECUTIONS_KEPT = 10_000
@@ -50,3 +58,25 @@ def belongs_to_no_execution(target: str | None, row_execution_id: str | None, ro
     if not row_exists:
         return True
     return target is not None and row_execution_id is not None and target != row_execution_id
+
+
+def starts_another_execution(history: _History, new_events: Sequence[HistoryEvent]) -> bool:
+    """True when ``new_events`` start an execution other than the unfinished one of ``history``.
+
+    While an execution runs, only a purge (by another host or the command line) lets a start of
+    another one through the client's checks: the history in memory is then of a gone execution.
+    """
+    current = next(
+        (
+            str(e["OrchestrationInstance"]["ExecutionId"])
+            for e in history.events
+            if h.event_type(e) == EventType.ExecutionStarted
+        ),
+        None,
+    )
+    if current is None or history.finished:
+        return False
+    return any(
+        h.event_type(e) == EventType.ExecutionStarted and e["OrchestrationInstance"]["ExecutionId"] != current
+        for e in new_events
+    )
