@@ -20,6 +20,7 @@ from collections.abc import Callable
 from emulator import _history as h
 from emulator._app_index import AppIndex
 from emulator._crash import crash_point
+from emulator._failure_log import function_failed
 from emulator._history import HistoryEvent
 from emulator._http_activity import run_http_activity
 from emulator._invocations import InvocationLog
@@ -43,8 +44,10 @@ class ActivityDispatcher:
         invocations: InvocationLog,
         clock: DurableClock,
         max_concurrent: int,
+        hub_name: str = "",
     ) -> None:
         self._clock = clock
+        self._hub_name = hub_name
         self._index = index
         self._invocations = invocations
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -97,7 +100,11 @@ class ActivityDispatcher:
         crash_point("activity-after-run")
         now = self._clock.now()
         if outcome.failed:
-            event = h.task_failed(item.task_id, outcome.failure_reason or "", outcome.failure_details, now)
+            reason = outcome.failure_reason or ""
+            function_failed(
+                self._hub_name, item.name, "Activity", item.instance_id, reason, task_event_id=item.task_id
+            )
+            event = h.task_failed(item.task_id, reason, outcome.failure_details, now)
         else:
             event = h.task_completed(item.task_id, outcome.result, now)
         assert self._result_sink is not None

@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import logging
 import logging.handlers
+import os
 import queue
 import signal
 import sys
@@ -162,6 +163,11 @@ async def _serve(options: HostOptions, host: EmulatorHost) -> None:
 
 def start(args: argparse.Namespace) -> int:
     script_root = args.script_root.resolve()
+    if script_root.is_dir():
+        # The Functions host starts the language worker in the app folder: user code opens its
+        # data files relative to it, however the host was started. (A missing folder is reported
+        # by the app loader.)
+        os.chdir(script_root)
     options = HostOptions(
         script_root=script_root,
         port=args.port,

@@ -263,7 +263,7 @@ class DurableClientService:
         self.urls = urls
         self.hub_name = storage.hub_name
         self.connection_name = connection_name
-        self.entities = EntityClient(storage, leases, deliver)
+        self.entities = EntityClient(storage, leases, deliver, index)
 
     # -- starting -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from emulator._app_index import load_app
 from emulator._azurite import AzuriteNotInstalledError, connect_storage
 from emulator._client import (
     ClientError,
@@ -30,10 +31,12 @@ from emulator._client import (
     DurableClientService,
     InstanceNotFoundError,
     compact_json,
+    validate_instance_id,
 )
 from emulator._durable_http import parse_datetime
 from emulator._history import OrchestrationStatus
-from emulator._settings import LOCAL_SETTINGS_JSON, AppLoadError, load_settings
+from emulator._replay import unknown_function_message
+from emulator._settings import LOCAL_SETTINGS_JSON, AppLoadError, invalid_hub_name_message, load_settings
 from emulator._storage import InstanceCondition, TaskHubStorage
 
 _END_TOKEN = "bnVsbA=="  # base64 of "null": the provider's token after the last page
@@ -177,6 +180,18 @@ async def _run(args: argparse.Namespace) -> int:
     script_root = Path(args.script_root).resolve()
     settings = load_settings(script_root)
     hub_name = args.task_hub_name or settings.hub_name
+    problem = invalid_hub_name_message(hub_name)
+    if problem is not None:
+        raise CliError(problem)
+    if args.run is _start_new:
+        # Checked before anything is created: a start that cannot run starts nothing.
+        args.input_text = _read_input(args.input, inline_json=True)
+        if args.id:
+            try:
+                validate_instance_id(args.id)
+            except ClientError as exc:
+                raise CliError(exc.message) from None
+        args.function_name = _require_orchestrator(script_root, args.function_name)
     setting = args.connection_string_setting or settings.storage_connection_name
     connection_string = os.environ.get(setting) or settings.values.get(setting)
     if not connection_string:
@@ -213,7 +228,9 @@ async def _run(args: argparse.Namespace) -> int:
             f"missing). Start the app once, or check --task-hub-name."
         ) from None
     except AzureError as exc:
-        raise CliError(f"A storage request failed ({type(exc).__name__}): {exc}") from None
+        # The SDK's message goes on with the service's XML or JSON answer: its first line says it.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"A storage request failed ({type(exc).__name__}): {first_line}") from None
     finally:
         await storage.close()
         storage_connection.close()
@@ -228,8 +245,16 @@ def _say(args: argparse.Namespace, *lines: str) -> None:
             print(line)
 
 
-def _read_input(value: str | None) -> str | None:
-    """``RetrieveCommandInputData``: ``@file`` is parsed as JSON, anything else is a string input."""
+_NOT_JSON = "Could not deserialize the input to the orchestration instance into a valid JSON object"
+
+
+def _read_input(value: str | None, *, inline_json: bool = False) -> str | None:
+    """``RetrieveCommandInputData``: ``@file`` is parsed as JSON, anything else is a string input.
+
+    A Python orchestrator reads its input with ``json.loads`` (``get_input``), so an in-line
+    ``--input`` that is not JSON text could only fail the instance: ``inline_json`` refuses it up
+    front. In-line event data stays a plain string, as ``func durable`` sends it.
+    """
     if value is None:
         return None
     if value.startswith("@"):
@@ -239,19 +264,41 @@ def _read_input(value: str | None) -> str | None:
         try:
             return compact_json(json.loads(path.read_text(encoding="utf-8-sig")))
         except ValueError as exc:
+            raise CliError(f"{_NOT_JSON} (the file '{path}': {exc}).") from None
+    if inline_json:
+        try:
+            json.loads(value)
+        except ValueError as exc:
             raise CliError(
-                f"Could not deserialize the input in '{path}' into a valid JSON object: {exc}"
+                f"{_NOT_JSON} ({exc}); a Python orchestrator reads its input as JSON, so quote a string "
+                f"input, e.g. --input '\"text\"'."
             ) from None
     return compact_json(value)
+
+
+def _require_orchestrator(script_root: Path, name: str) -> str:
+    """The host's check of ``StartNewAsync``: the app must have an orchestrator of that name.
+
+    Returns the name the host records (names match case-insensitively).
+    """
+    # The app is imported in its own folder, as the worker imports it.
+    caller_cwd = Path.cwd()
+    os.chdir(script_root)
+    try:
+        index = load_app(script_root)
+    finally:
+        os.chdir(caller_cwd)
+    function = index.orchestrator(name)
+    if function is None:
+        raise CliError(unknown_function_message(name, "orchestrator", index.names("orchestrationTrigger")))
+    return function.durable_name
 
 
 # -- the commands ----------------------------------------------------------------------------------
 
 
 async def _start_new(client: DurableClientService, args: argparse.Namespace) -> Any:
-    instance_id = await client.start_new(
-        args.function_name, args.id or uuid.uuid4().hex, _read_input(args.input)
-    )
+    instance_id = await client.start_new(args.function_name, args.id or uuid.uuid4().hex, args.input_text)
     status = await client.get_status(instance_id)
     assert status is not None
     _say(args, f"Started '{status['name']}' at {status['createdTime']}. Instance ID: '{instance_id}'.")

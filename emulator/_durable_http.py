@@ -33,9 +33,10 @@ from emulator._client import (
     compact_json,
     format_status_time,
 )
-from emulator._entity_client import signal_input
+from emulator._entity_client import EntitySignalError, signal_input
 from emulator._history import OrchestrationStatus
 from emulator._storage import InstanceCondition
+from emulator._task_hubs import TaskHubClients
 
 logger = logging.getLogger("emulator.http")
 
@@ -121,9 +122,11 @@ def parse_datetime(text: str | None) -> datetime | None:
         value = value[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return (
+            moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+        )
+    except (ValueError, OverflowError):  # not a date, or one that falls outside years 1 to 9999 in UTC
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def parse_statuses(values: Iterable[str]) -> list[OrchestrationStatus | None]:
@@ -179,15 +182,20 @@ def _parse_json_body(text: str, *, allow_trailing: bool) -> Any:
 
 
 class DurableHttpApi:
-    def __init__(self, client: DurableClientService) -> None:
+    """The routes over one client; ``hubs`` serves the requests that name another task hub."""
+
+    def __init__(self, client: DurableClientService, hubs: TaskHubClients | None = None) -> None:
         self._client = client
+        self._hubs = hubs
 
     @staticmethod
     def add_routes(
         app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> None:
         """Route the API's paths to ``handler`` (which hands them to :meth:`handle`)."""
-        base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/.*)?}"
+        # The tail matches any character: a decoded %0A in an instance id or entity key must
+        # reach the handler (and its control-character rule) rather than miss the route.
+        base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/[\s\S]*)?}"
         app.router.add_route("*", base, handler)
 
     @staticmethod
@@ -199,17 +207,29 @@ class DurableHttpApi:
         return [s for s in unquote_plus(tail).strip("/").split("/") if s]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        segments = self._segments(request)
         try:
-            response = await self._route(request, self._segments(request))
+            response = await self._route_for_hub(request, segments)
         except (InstanceNotFoundError, InstanceGoneError) as exc:
             return web.Response(status=exc.status)
         except ClientError as exc:
             return error_response(exc.status, exc.message, exc.exception_type, exc.summary)
+        except web.HTTPException:
+            raise  # e.g. a body over the host's limit: answered in front of every route
         except Exception as exc:
             logger.exception("Durable HTTP API request %s %s failed", request.method, request.path)
             return error_response(500, str(exc), type(exc).__name__)
         # No route, or a route with another method: the real handler answers 404 with no body.
         return response or web.Response(status=404)
+
+    async def _route_for_hub(self, request: web.Request, segments: list[str]) -> web.Response | None:
+        """Route the request on the client of the task hub it names (GetClient)."""
+        if self._hubs is None:
+            return await self._route(request, segments)
+        starts = bool(segments) and segments[0].lower() == "orchestrators" and request.method == "POST"
+        async with self._hubs.client_for(request.query, creates_hub=starts) as client:
+            api = self if client is self._client else DurableHttpApi(client)
+            return await api._route(request, segments)
 
     async def _route(self, request: web.Request, segments: list[str]) -> web.Response | None:
         lowered = [s.lower() for s in segments]
@@ -369,7 +389,11 @@ class DurableHttpApi:
                 input_text = signal_input(await request.read(), request.headers.get("Content-Type", ""))
             except ValueError as exc:
                 raise ClientError(400, f"Invalid JSON content: {exc}") from exc
-            await entities.signal(parts[0], key, operation, input_text)
+            try:
+                await entities.signal(parts[0], key, operation, input_text)
+            except EntitySignalError as exc:
+                # The entity route answers an ArgumentException with its message alone.
+                return _message_response(400, str(exc))
             return web.Response(status=202)
         if request.method != "GET":
             return None

@@ -37,6 +37,7 @@ from azure.functions.durable_functions import EnitityTriggerConverter
 
 from emulator import _history as h
 from emulator._app_index import AppIndex
+from emulator._failure_log import entity_operation_failed
 from emulator._history import EventType, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
@@ -257,6 +258,7 @@ class EntityDispatcher:
         new_state = state
         if requests:
             results, new_state = await self._execute(entity.instance_id, name, key, state, requests)
+            self._log_failures(entity.instance_id, name, requests, results)
         now = self._clock.now()
         # 1. Responses to callers first: a crash after this re-runs the batch, never loses an answer.
         for request, result in zip(requests, results, strict=True):
@@ -294,6 +296,19 @@ class EntityDispatcher:
         for consumed in handles:
             self._leases.release(consumed)
         await asyncio.gather(*(self._storage.delete_message(consumed) for consumed in handles))
+
+    def _log_failures(
+        self, instance_id: str, name: str, requests: list[dict[str, Any]], results: list[dict[str, Any]]
+    ) -> None:
+        function = self._index.entity(name)
+        name = function.name if function is not None else name
+        for request, result in zip(requests, results, strict=True):
+            if result.get("isError"):
+                reason = _error_text(result.get("result"))
+                operation, operation_id = str(request.get("op")), str(request.get("id"))
+                entity_operation_failed(
+                    self._storage.hub_name, name, instance_id, operation, operation_id, reason
+                )
 
     async def _execute(
         self, instance_id: str, name: str, key: str, state: EntityState, requests: list[dict[str, Any]]
@@ -335,6 +350,15 @@ class EntityDispatcher:
         return results, EntityState(
             bool(output.get("entityExists")), output.get("entityState"), state.applied
         )
+
+
+def _error_text(result: Any) -> str:
+    """The error of a failed operation: its result is the JSON text of the message."""
+    try:
+        message = json.loads(result) if isinstance(result, str) else result
+    except ValueError:
+        message = result
+    return str(message)
 
 
 def _run_entity(handle: Callable[[Any], Any], payload: str) -> dict[str, Any]:

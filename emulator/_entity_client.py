@@ -10,11 +10,28 @@ from datetime import datetime
 from typing import Any
 
 from emulator import _history as h
+from emulator._app_index import ENTITY_TRIGGER, AppIndex
 from emulator._entities import EntityState, entity_instance_id, parse_entity_instance_id, request_event
 from emulator._leases import LeaseKeeper
+from emulator._replay import unknown_function_message
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage
 
 ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+
+#: The extension builds this ArgumentException with its two arguments swapped, so the message
+#: users see names the parameter first: reproduced as is.
+INVALID_KEY_MESSAGE = (
+    "entityKey (Parameter 'Entity keys must not contain /, \\, #, ?, or control characters.')"
+)
+
+
+class EntitySignalError(ValueError):
+    """A signal the real client refuses before sending anything (an ArgumentException there)."""
+
+
+def _invalid_key_character(ch: str) -> bool:
+    # char.IsControl: C0 controls, DEL and the C1 controls.
+    return ch in "/\\#?" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
 
 
 @dataclass(frozen=True)
@@ -26,13 +43,39 @@ class EntityEntry:
 
 
 class EntityClient:
-    def __init__(self, storage: TaskHubStorage, leases: LeaseKeeper | None, deliver: ControlSink) -> None:
+    """Entities of one task hub.
+
+    ``index`` is the app's when the hub is the app's own: signals are then checked against its
+    entity functions, as the real client does for the current app only.
+    """
+
+    def __init__(
+        self,
+        storage: TaskHubStorage,
+        leases: LeaseKeeper | None,
+        deliver: ControlSink,
+        index: AppIndex | None = None,
+    ) -> None:
         self._storage = storage
         self._leases = leases
         self._deliver = deliver
+        self._index = index
+
+    def check_signal(self, name: str, key: str) -> None:
+        """``SignalEntityAsync``'s checks: the key first, then that the entity function exists."""
+        if any(_invalid_key_character(ch) for ch in key):
+            raise EntitySignalError(INVALID_KEY_MESSAGE)
+        if self._index is not None and self._index.entity(name) is None:
+            known = self._index.names(ENTITY_TRIGGER)
+            raise EntitySignalError(unknown_function_message(name, "entity", known))
 
     async def signal(self, name: str, key: str, operation: str, input_text: str | None) -> None:
-        """Fire and forget, like ``SignalEntityAsync``: the operation is queued for the entity."""
+        """Fire and forget, like ``SignalEntityAsync``: the operation is queued for the entity.
+
+        Raises EntitySignalError, sending nothing, for a signal the real client refuses: a
+        signal that no entity function can take would stay queued forever.
+        """
+        self.check_signal(name, key)
         instance_id = entity_instance_id(name, key)
         request = {
             "op": operation,

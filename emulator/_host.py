@@ -28,13 +28,15 @@ from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
 from emulator._entities import EntityDispatcher
 from emulator._host_identity import host_identity, is_dead_predecessor
+from emulator._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
 from emulator._orchestrations import OrchestrationDispatcher
 from emulator._partitions import PartitionManager
-from emulator._settings import AppSettings, load_settings
+from emulator._settings import AppLoadError, AppSettings, load_settings
 from emulator._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem, import_storage_clients
+from emulator._task_hubs import TaskHubClients
 from emulator._timers import DurableClock, TimerScheduler
 from emulator._triggers import TriggerListeners, queues_options
 
@@ -105,6 +107,8 @@ class EmulatorHost:
                 "Skipping '%s' from local settings as it's already defined in current environment variables.",
                 name,
             )
+        if settings.storage_provider_notice:
+            logger.info("%s", settings.storage_provider_notice)
         self.settings = settings
         self.index = load_app(self.options.script_root)
         return self.index
@@ -119,7 +123,7 @@ class EmulatorHost:
         ready = self._ready = asyncio.get_running_loop().create_future()
         await self._start_http(settings, index)
         try:
-            await self._start_back_end(settings, index)
+            await self._start_back_end_or_say_why(settings, index)
         except BaseException as exc:
             ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the host stopped"))
             ready.exception()  # retrieved: requests that wait for it report it themselves
@@ -137,7 +141,8 @@ class EmulatorHost:
             await asyncio.shield(self._ready)
 
     async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        quiet_parse_errors()
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES, middlewares=[host_limits])
 
         async def durable_api(request: web.Request) -> web.StreamResponse:
             await self._until_ready()
@@ -176,9 +181,29 @@ class EmulatorHost:
         if prefix:
             app.router.add_route("*", prefix, http_trigger)
         app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **parser_limits())
         await self._runner.setup()
         await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
+
+    async def _start_back_end_or_say_why(self, settings: AppSettings, index: AppIndex) -> None:
+        """Start the durable back end; a failure the caller has no message for becomes one.
+
+        Storage errors and closed ports have their own messages; anything else (a connection
+        string the storage SDKs cannot parse, say) must stop the host with a line that says why.
+        """
+        try:
+            await self._start_back_end(settings, index)
+        except Exception as exc:
+            # Imported here: the storage SDKs load on a thread when the back end starts.
+            from azure.core.exceptions import AzureError
+
+            if isinstance(exc, AppLoadError | AzureError | OSError):
+                raise
+            setting = settings.storage_connection_name
+            raise AppLoadError(
+                f"Could not start the durable back end on the storage of '{setting}' "
+                f"(task hub '{settings.hub_name}'): {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def _start_back_end(self, settings: AppSettings, index: AppIndex) -> None:
         # The storage SDKs take a third of a second to import: on a thread, so that the
@@ -211,6 +236,7 @@ class EmulatorHost:
             invocations=self.invocations,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
+            hub_name=storage.hub_name,
         )
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
@@ -243,7 +269,13 @@ class EmulatorHost:
             reload=orchestrations.reload,
         )
 
-        self._durable_api = DurableHttpApi(self.client)
+        hubs = TaskHubClients(
+            self.client,
+            accounts=StorageAccounts(settings.storage_connection_name, connection_string),
+            own_connection_string=connection_string,
+            partition_count=settings.partition_count,
+        )
+        self._durable_api = DurableHttpApi(self.client, hubs)
 
         leases.start()
         timers.start()

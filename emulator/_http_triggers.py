@@ -32,10 +32,10 @@ from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
-from azure.functions import _abc as func_abc
 from azure.functions.http import HttpRequest as WorkerHttpRequest
 from multidict import CIMultiDict
 
+from . import _sdk as sdk
 from ._app_index import HTTP_TRIGGER, FunctionInfo
 from ._bindings import Bindings, Out, PreparedCall, TriggerValue, needs_binding_data
 from ._invocations import InvocationLog
@@ -474,7 +474,7 @@ class RouteTemplate:
 # Invocation context objects (what the worker passes as ``context``)
 
 
-class _RpcException(func_abc.RpcException):
+class _RpcException(sdk.RpcExceptionBase):
     @property
     def source(self) -> str:
         return ""
@@ -488,7 +488,7 @@ class _RpcException(func_abc.RpcException):
         return ""
 
 
-class TraceContext(func_abc.TraceContext):
+class TraceContext(sdk.TraceContextBase):
     def __init__(self, trace_parent: str, trace_state: str = "", attributes: Mapping[str, str] | None = None):
         self._trace_parent = trace_parent
         self._trace_state = trace_state
@@ -507,7 +507,7 @@ class TraceContext(func_abc.TraceContext):
         return self._attributes
 
 
-class RetryContext(func_abc.RetryContext):
+class RetryContext(sdk.RetryContextBase):
     def __init__(self, retry_count: int = 0, max_retry_count: int = 0) -> None:
         self._retry_count = retry_count
         self._max_retry_count = max_retry_count
@@ -521,7 +521,7 @@ class RetryContext(func_abc.RetryContext):
         return self._max_retry_count
 
     @property
-    def exception(self) -> func_abc.RpcException:
+    def exception(self) -> sdk.RpcExceptionBase:
         return _RpcException()
 
 
@@ -624,7 +624,7 @@ def _unencodable(value: Any) -> TypeError:
 
 
 def _web_response(value: Any) -> web.Response:
-    if isinstance(value, func_abc.HttpResponse):
+    if isinstance(value, sdk.HttpResponseBase):
         headers: CIMultiDict[str] = CIMultiDict()
         for name, header_value in value.headers.items():
             if name.lower() not in ("content-length", "transfer-encoding"):

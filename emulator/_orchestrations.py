@@ -44,6 +44,7 @@ from emulator import _history as h
 from emulator._app_index import AppIndex
 from emulator._crash import crash_point
 from emulator._episode import Episode, execute_episode
+from emulator._failure_log import function_failed
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
@@ -628,12 +629,18 @@ class OrchestrationDispatcher:
             # The final status is what callers wait for; nothing may overtake it.
             assert instance.follow_up is not None
             await asyncio.shield(instance.follow_up)
-            logger.info(
-                "Orchestration '%s' (%s) %s",
-                episode.name,
-                instance.instance_id,
-                decisions.status.name.lower(),
-            )
+            if decisions.status == OrchestrationStatus.Failed:
+                reason = decisions.output or ""
+                function_failed(
+                    self._storage.hub_name, episode.name, "Orchestrator", instance.instance_id, reason
+                )
+            else:
+                logger.info(
+                    "Orchestration '%s' (%s) %s",
+                    episode.name,
+                    instance.instance_id,
+                    decisions.status.name.lower(),
+                )
             instance.history = None
             instance.session = None
         return True

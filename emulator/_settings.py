@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator._providers import AZURE_STORAGE, UnknownProviderError, emulate_provider, provider_type
+
 HOST_JSON = "host.json"
 LOCAL_SETTINGS_JSON = "local.settings.json"
 
@@ -51,6 +53,8 @@ class AppSettings:
     max_concurrent_activities: int = field(default_factory=_default_concurrency)
     max_concurrent_orchestrations: int = field(default_factory=_default_concurrency)
     partition_count: int = DEFAULT_PARTITION_COUNT
+    #: The start-up line for an app whose host.json selects another durable storage provider.
+    storage_provider_notice: str | None = None
 
     def storage_connection_string(self) -> str:
         """The storage connection string, from the environment first, as the host resolves it."""
@@ -204,13 +208,20 @@ def _resolve_app_setting_refs(text: str, values: Mapping[str, str], what: str) -
     return _APP_SETTING_REF_RE.sub(replace, text)
 
 
+def invalid_hub_name_message(hub_name: str) -> str | None:
+    """Why the Azure Storage provider refuses this task hub name, or None if it takes it."""
+    if _HUB_NAME_MIN <= len(hub_name) <= _HUB_NAME_MAX and _HUB_NAME_RE.fullmatch(hub_name):
+        return None
+    return (
+        f"Task hub name '{hub_name}' should contain only alphanumeric characters, start with a letter, "
+        f"and have length between {_HUB_NAME_MIN} and {_HUB_NAME_MAX}."
+    )
+
+
 def _validate_hub_name(hub_name: str) -> None:
-    if not _HUB_NAME_MIN <= len(hub_name) <= _HUB_NAME_MAX or not _HUB_NAME_RE.fullmatch(hub_name):
-        raise AppLoadError(
-            f"Task hub name '{hub_name}' should contain only alphanumeric characters, start with a letter, "
-            f"and have length between {_HUB_NAME_MIN} and {_HUB_NAME_MAX}. "
-            f"Fix extensions.durableTask.hubName in {HOST_JSON}."
-        )
+    message = invalid_hub_name_message(hub_name)
+    if message is not None:
+        raise AppLoadError(f"{message} Fix extensions.durableTask.hubName in {HOST_JSON}.")
 
 
 def _whole_number(value: Any, setting: str, default: int) -> int:
@@ -268,6 +279,31 @@ def _read_values(script_root: Path) -> dict[str, str]:
     return values
 
 
+def _storage_connection_name(storage: Any) -> str:
+    connection = _get_ci(storage, "connectionStringName") or _get_ci(storage, "connectionName")
+    if connection is None:
+        return DEFAULT_STORAGE_CONNECTION
+    if not isinstance(connection, str):
+        raise AppLoadError(
+            f"extensions.durableTask.storageProvider.connectionName in {HOST_JSON} must be a string."
+        )
+    return connection
+
+
+def _partition_count(storage: Any) -> int:
+    partition_count = _whole_number(
+        _get_ci(storage, "partitionCount"),
+        "extensions.durableTask.storageProvider.partitionCount",
+        DEFAULT_PARTITION_COUNT,
+    )
+    if not 1 <= partition_count <= 16:
+        raise AppLoadError(
+            f"PartitionCount must be an integer value between 1 and 16 "
+            f"(extensions.durableTask.storageProvider.partitionCount in {HOST_JSON} is {partition_count})."
+        )
+    return partition_count
+
+
 def load_settings(script_root: Path) -> AppSettings:
     """Read and validate the app's host.json and local.settings.json."""
     root = Path(script_root).resolve()
@@ -293,31 +329,28 @@ def load_settings(script_root: Path) -> AppSettings:
 
     hub_name = _get_ci(durable, "hubName")
     if hub_name is None or hub_name == "":
-        hub_name = DEFAULT_HUB_NAME
+        hub_name = None
     elif not isinstance(hub_name, str):
         raise AppLoadError(f"extensions.durableTask.hubName in {HOST_JSON} must be a string.")
     else:
         hub_name = _resolve_app_setting_refs(hub_name, values, "The task hub name")
-    _validate_hub_name(hub_name)
 
-    connection = _get_ci(storage, "connectionStringName") or _get_ci(storage, "connectionName")
-    if connection is None:
-        connection = DEFAULT_STORAGE_CONNECTION
-    elif not isinstance(connection, str):
-        raise AppLoadError(
-            f"extensions.durableTask.storageProvider.connectionName in {HOST_JSON} must be a string."
+    try:
+        provider = provider_type(storage)
+    except UnknownProviderError as exc:
+        raise AppLoadError(str(exc)) from None
+    notice = None
+    if provider == AZURE_STORAGE:
+        hub_name = hub_name or DEFAULT_HUB_NAME
+        _validate_hub_name(hub_name)
+        connection = _storage_connection_name(storage)
+        partition_count = _partition_count(storage)
+    else:
+        emulated = emulate_provider(
+            provider, storage, hub_name, lambda name: _setting_lookup(name, values), DEFAULT_HUB_NAME
         )
-
-    partition_count = _whole_number(
-        _get_ci(storage, "partitionCount"),
-        "extensions.durableTask.storageProvider.partitionCount",
-        DEFAULT_PARTITION_COUNT,
-    )
-    if not 1 <= partition_count <= 16:
-        raise AppLoadError(
-            f"PartitionCount must be an integer value between 1 and 16 "
-            f"(extensions.durableTask.storageProvider.partitionCount in {HOST_JSON} is {partition_count})."
-        )
+        hub_name, connection, notice = emulated.hub_name, emulated.storage_connection_name, emulated.notice
+        partition_count = DEFAULT_PARTITION_COUNT
 
     return AppSettings(
         script_root=root,
@@ -329,4 +362,5 @@ def load_settings(script_root: Path) -> AppSettings:
         max_concurrent_activities=_concurrency(durable, "maxConcurrentActivityFunctions"),
         max_concurrent_orchestrations=_concurrency(durable, "maxConcurrentOrchestratorFunctions"),
         partition_count=partition_count,
+        storage_provider_notice=notice,
     )

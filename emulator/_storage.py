@@ -22,6 +22,7 @@ import contextlib
 import gzip
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -880,6 +881,10 @@ def _record_from_row(row: dict[str, Any], etag: str | None) -> InstanceRecord:
     )
 
 
+_MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
+_MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
+
+
 @dataclass(frozen=True)
 class InstanceCondition:
     """Which Instances rows a query or a purge covers (``OrchestrationInstanceStatusQueryCondition``)."""
@@ -894,10 +899,11 @@ class InstanceCondition:
         """An OData filter with its parameters; an empty filter matches every row."""
         conditions: list[str] = []
         parameters: dict[str, Any] = {}
-        if self.created_from is not None:
+        # DateTime.MinValue and MaxValue mean "no bound" to the provider, not an empty range.
+        if self.created_from is not None and self.created_from > _MIN_TIME:
             conditions.append("CreatedTime ge @createdFrom")
             parameters["createdFrom"] = self.created_from
-        if self.created_to is not None:
+        if self.created_to is not None and self.created_to < _MAX_TIME:
             conditions.append("CreatedTime le @createdTo")
             parameters["createdTo"] = self.created_to
         if self.statuses:
@@ -910,10 +916,20 @@ class InstanceCondition:
         if self.instance_id_prefix:
             # Keys sort as strings: a prefix is the range [prefix, prefix with its last char + 1).
             low = escape_partition_key(self.instance_id_prefix)
-            conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
             parameters["prefixLow"] = low
-            parameters["prefixHigh"] = low[:-1] + chr(ord(low[-1]) + 1)
+            high = _prefix_upper_bound(low)
+            if high is None:
+                conditions.append("PartitionKey ge @prefixLow")
+            else:
+                conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
+                parameters["prefixHigh"] = high
         return " and ".join(conditions), parameters
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The first string after every string that starts with ``prefix`` (None: no such string)."""
+    kept = prefix.rstrip(chr(sys.maxunicode))  # the last code point has no successor
+    return kept[:-1] + chr(ord(kept[-1]) + 1) if kept else None
 
 
 def _aware(value: Any) -> datetime:

@@ -8,7 +8,6 @@ every value crosses the same (de)serialization as on Azure.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -22,6 +21,7 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter, OrchestrationTriggerConverter
 
 from emulator import _history as h
+from emulator import _sdk as sdk
 from emulator._app_index import FunctionInfo
 from emulator._bindings import TriggerValue, bindings_for
 from emulator._history import HistoryEvent
@@ -172,12 +172,7 @@ async def run_activity(
 
 async def close_client_sessions() -> None:
     """Close the durable client's process-wide HTTP session (the SDK never does it itself)."""
-    try:
-        from azure.durable_functions.models.utils import http_utils
-    except ImportError:
-        return
-    with contextlib.suppress(Exception):
-        await http_utils._close_session()
+    await sdk.close_client_session()
 
 
 class OrchestratorSession:
@@ -190,11 +185,9 @@ class OrchestratorSession:
     """
 
     def __init__(self, handle: Callable[[Any], Any]) -> None:
-        from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
-
         self._function = handle.orchestrator_function  # type: ignore[attr-defined]
         self._input_type = getattr(handle, "_df_input_type", None)
-        self._executor = TaskOrchestrationExecutor()
+        self._executor = sdk.new_executor()
         self._context: Any = None
         self.finished = False
         #: How many events of the history the live orchestration has processed.
@@ -214,16 +207,13 @@ class OrchestratorSession:
         return callable(getattr(handle, "orchestrator_function", None))
 
     def start(self, payload: str) -> OrchestratorState:
-        from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
-
-        context = DurableOrchestrationContext.from_json(payload)
-        context._input_expected_type = self._input_type
+        context = sdk.orchestration_context(payload, self._input_type)
         self._context = context
         self._seen = len(context.histories)
         state = self._state(lambda: self._executor.execute(context, context.histories, self._function))
         if state.schema_version >= 2 and state.error is None:
             self._actions = list(state.actions)
-            actions = self._context._action_payload_v2
+            actions = sdk.actions(context)
             self._changeable = [i for i, action in enumerate(actions) if not _stable(action)]
         return state
 
@@ -233,48 +223,37 @@ class OrchestratorSession:
         Those are the decisions the host appended after the last episode (the SDK needs an
         EventSent to re-key an entity call, for one) and this episode's new events.
         """
-        from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
-
-        executor, context = self._executor, self._context
         unseen = history[self._seen :]
         self._seen = len(history)
 
         def run() -> str | OrchestratorState:
-            executor._is_processing_new_events = True
-            for raw in unseen:
-                event = SdkEvent(**raw)
-                context._histories.append(event)
-                executor.process_event(event)
-                if executor.has_execution_completed:
-                    break
+            sdk.replay_new_events(self._executor, self._context, unseen)
             return self._current_state()
 
         return self._state(run)
 
     def _current_state(self) -> str | OrchestratorState:
         """The SDK's ``get_orchestrator_state_str()``, without serialising every past action."""
-        from azure.durable_functions.models.utils.df_serialization import df_dumps
-
         executor, context = self._executor, self._context
         output = executor.output
         if self._actions is None or executor.exception is not None or not _serialisable(output):
             self._actions = None  # the SDK's own path (it raises for failures)
             return str(executor.get_orchestrator_state_str())
-        actions = context._action_payload_v2
+        actions = sdk.actions(context)
         for position in self._changeable:
-            self._actions[position] = json.loads(df_dumps(actions[position].to_json()))
+            self._actions[position] = sdk.to_json_value(actions[position].to_json())
         for position in range(len(self._actions), len(actions)):
-            self._actions.append(json.loads(df_dumps(actions[position].to_json())))
+            self._actions.append(sdk.to_json_value(actions[position].to_json()))
             if not _stable(actions[position]):
                 self._changeable.append(position)
         custom_status = context.custom_status
         return OrchestratorState(
             is_done=bool(executor.orchestration_invocation_succeeded),
             actions=list(self._actions),
-            output=None if output is None else json.loads(df_dumps(output)),
+            output=None if output is None else sdk.to_json_value(output),
             has_output=output is not None,
-            custom_status=json.loads(df_dumps(custom_status)) if custom_status else None,
-            schema_version=int(context._replay_schema.value),
+            custom_status=sdk.to_json_value(custom_status) if custom_status else None,
+            schema_version=sdk.schema_version(context),
         )
 
     def _state(self, run: Callable[[], str | OrchestratorState]) -> OrchestratorState:
@@ -302,8 +281,6 @@ def _serialisable(value: Any) -> bool:
 
 def _stable(action: Any) -> bool:
     """An SDK action whose JSON cannot change any more (a timer can still be cancelled)."""
-    from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
-
-    if isinstance(action, CreateTimerAction):
+    if sdk.is_timer_action(action):
         return False
     return all(_stable(child) for child in getattr(action, "compound_tasks", None) or [])

@@ -88,6 +88,30 @@ def test_entity_routes_of_the_http_api(entities_host: BackgroundHost) -> None:
     wait_until(lambda: request("GET", f"{api}/Counter/http-1").status == 404)
 
 
+INVALID_KEY = "entityKey (Parameter 'Entity keys must not contain /, \\, #, ?, or control characters.')"
+
+
+@pytest.mark.parametrize("key", ["a%3Fb", "a%23b", "a%5Cb", "a%0Ab", "a%01b", "a%7Fb"])
+def test_a_signal_with_a_key_the_client_refuses_answers_400(entities_host: BackgroundHost, key: str) -> None:
+    api = f"{entities_host.base_url}/runtime/webhooks/durabletask/entities"
+    for method, path in (("POST", f"/Counter/{key}?op=add"), ("DELETE", f"/Counter/{key}")):
+        reply = request(method, api + path, 1)
+        assert reply.status == 400, (method, path, reply.body)
+        assert reply.json() == {"Message": INVALID_KEY}
+
+
+def test_a_signal_to_an_entity_function_the_app_lacks_answers_400(entities_host: BackgroundHost) -> None:
+    api = f"{entities_host.base_url}/runtime/webhooks/durabletask/entities"
+    reply = request("POST", f"{api}/Missing/k1?op=add", 1)
+    assert reply.status == 400, reply.body
+    assert reply.json() == {
+        "Message": "The function 'Missing' doesn't exist, is disabled, or is not an entity function. "
+        "Additional info: The following are the known entity functions: 'Counter'."
+    }
+    # The function name is matched without regard to case, as the host's function names are.
+    assert request("POST", f"{api}/cOUNTER/k1?op=add", 1).status == 202
+
+
 def test_no_signal_is_lost_or_applied_twice_when_the_host_is_killed(
     storage_connection: str, tmp_path
 ) -> None:

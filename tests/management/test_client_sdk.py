@@ -221,3 +221,18 @@ def test_management_payload_and_check_status_response(client_host: BackgroundHos
     assert reply.headers["Location"] == body["statusQueryGetUri"]
     assert reply.headers["Retry-After"] == "10"
     assert json.loads(reply.body)["id"] == "other-id"
+
+
+def test_signal_entity_is_refused_for_a_bad_key_or_a_missing_entity_function(
+    client_host: BackgroundHost,
+) -> None:
+    # The app has no entity function: the real client refuses the signal (400), which the SDK
+    # raises, rather than queueing an operation no function will ever run.
+    refused = "The operation failed with an unexpected status code 400"
+    assert error(client_host, "signal_entity", name="Missing", key="k1", op="add") == refused
+    assert error(client_host, "signal_entity", name="Missing", key="a\x01b", op="add") == refused
+    missing = request(
+        "POST", f"{client_host.base_url}/runtime/webhooks/durabletask/entities/Missing/k1?op=add"
+    )
+    assert missing.status == 400
+    assert missing.json()["Message"].endswith("No entity functions are currently registered!")

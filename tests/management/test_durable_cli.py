@@ -217,6 +217,50 @@ def test_the_storage_setting_and_task_hub_can_be_named(cli: Cli) -> None:
     )
 
 
+def _one_line_error(text: str) -> str:
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    assert text.startswith("error: "), text
+    return text[len("error: ") : -1]
+
+
+def test_start_new_refuses_what_could_not_run_and_starts_nothing(
+    capsys: pytest.CaptureFixture[str], storage_connection: str, later_hub: str, tmp_path: Path
+) -> None:
+    cli = Cli(capsys, hub=later_hub)
+    not_json = "Could not deserialize the input to the orchestration instance into a valid JSON object"
+    refused = cli("start-new", "--function-name", "Echo", "--input", "{not json", expect=1)
+    assert _one_line_error(refused).startswith(f"{not_json} (Expecting property name")
+    assert "quote a string input" in refused
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text("{'single': quotes}", encoding="utf-8")
+    refused = cli("start-new", "--function-name", "Echo", "--input", f"@{bad_file}", expect=1)
+    assert _one_line_error(refused).startswith(f"{not_json} (the file '{bad_file}': ")
+    refused = cli("raise-event", "--id", "anyone", "--event-data", f"@{bad_file}", expect=1)
+    assert _one_line_error(refused).startswith(f"{not_json} (the file '{bad_file}': ")
+    refused = cli("start-new", "--function-name", "Echo", "--id", "a/b", expect=1)
+    assert _one_line_error(refused).endswith("must not contain /, \\, #, ?, or control characters.')")
+    refused = cli("start-new", "--function-name", "NoSuchOrchestrator", expect=1)
+    assert _one_line_error(refused).startswith(
+        "The function 'NoSuchOrchestrator' doesn't exist, is disabled, or is not an orchestrator "
+        "function. Additional info: The following are the known orchestrator functions: '"
+    )
+    # None of them touched storage: the task hub was not even created.
+    assert "does not exist" in cli("get-instances", expect=1)
+    # A JSON string in-line, and the orchestrator's name in any case, are what the host takes.
+    started = cli.json("start-new", "--function-name", "echo", "--input", '"text"')
+    assert started["status"]["name"] == "Echo"
+    assert cli("delete-task-hub").strip() == f"Task hub '{later_hub}' successfully deleted."
+
+
+def test_an_invalid_task_hub_name_is_refused_in_one_line(cli: Cli) -> None:
+    for command in (["get-instances"], ["start-new", "--function-name", "Echo"]):
+        refused = cli(*command, "--task-hub-name", "bad!hub", expect=1)
+        assert _one_line_error(refused) == (
+            "Task hub name 'bad!hub' should contain only alphanumeric characters, start with a letter, "
+            "and have length between 3 and 45."
+        )
+
+
 # -- against a stopped host ----------------------------------------------------------------------------
 
 

@@ -196,6 +196,14 @@ async def check_status(
     return client.create_check_status_response(req, args["id"])
 
 
+async def signal_entity(
+    client: df.DurableOrchestrationClient, req: func.HttpRequest, args: dict[str, Any]
+) -> Any:
+    entity = df.EntityId(args["name"], args["key"])
+    await client.signal_entity(entity, args["op"], args.get("input"), task_hub_name=args.get("task_hub"))
+    return {"signalled": True}
+
+
 OPERATIONS: dict[str, Operation] = {
     "start_new": start_new,
     "get_status": get_status,
@@ -212,6 +220,7 @@ OPERATIONS: dict[str, Operation] = {
     "wait_for_completion_or_create_check_status_response": start_and_wait,
     "create_http_management_payload": management_payload,
     "create_check_status_response": check_status,
+    "signal_entity": signal_entity,
 }
 
 

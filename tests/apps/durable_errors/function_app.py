@@ -42,3 +42,17 @@ def Echo(value: str) -> str:
 @app.activity_trigger(input_name="value")
 def Explode(value: str) -> str:
     raise KeyError(f"cannot handle {value}")
+
+
+@app.entity_trigger(context_name="context")
+def Ledger(context: df.DurableEntityContext) -> None:
+    raise OverflowError(f"the ledger cannot {context.operation_name}")
+
+
+@app.orchestration_trigger(context_name="context")
+def CallsFailingEntity(context: df.DurableOrchestrationContext) -> Generator[Any, Any, str]:
+    try:
+        yield context.call_entity(df.EntityId("Ledger", context.instance_id), "post")
+    except Exception as exc:
+        return str(exc)
+    return "no failure"

@@ -1,0 +1,89 @@
+"""What the emulator uses of the SDKs beyond their documented API, in one place.
+
+The Python worker drives an app through azure-functions' abstract context classes (``_abc``), and
+extended sessions drive azure-functions-durable's orchestration executor event by event, which takes
+members the SDK keeps private. Each such member is named here once, so a release that moves one
+breaks this module and its test (tests/unit/test_sdk.py) rather than a replay somewhere else.
+``./dev pythons`` runs that test, with the rest of the smoke part, on azure-functions 1.x at the
+lowest versions the package allows and on 2.x (Python 3.13).
+
+The SDK imports stay inside the functions: importing the durable SDK costs a start-up time that a
+host without orchestrations need not pay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from azure.functions import _abc as functions_abc
+
+#: Any HTTP response an app can return (the worker's own check: apps may subclass it).
+HttpResponseBase = functions_abc.HttpResponse
+#: Base classes of the ``context`` objects a function receives (the worker subclasses these too).
+RpcExceptionBase = functions_abc.RpcException
+TraceContextBase = functions_abc.TraceContext
+RetryContextBase = functions_abc.RetryContext
+
+
+def new_executor() -> Any:
+    """The SDK's orchestration executor, which an orchestrator session keeps between episodes."""
+    from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+    return TaskOrchestrationExecutor()
+
+
+def orchestration_context(payload: str, input_type: Any) -> Any:
+    """The SDK's context for an orchestration trigger payload, as ``Orchestrator.handle`` makes it."""
+    from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
+
+    context = DurableOrchestrationContext.from_json(payload)
+    context._input_expected_type = input_type
+    return context
+
+
+def replay_new_events(executor: Any, context: Any, events: Iterable[Mapping[str, Any]]) -> None:
+    """Feed events past the ones already processed to a live executor, as its own replay loop does."""
+    from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
+
+    executor._is_processing_new_events = True
+    for raw in events:
+        event = SdkEvent(**raw)
+        context._histories.append(event)
+        executor.process_event(event)
+        if executor.has_execution_completed:
+            break
+
+
+def actions(context: Any) -> list[Any]:
+    """The orchestration's actions so far (schema V2 and later: one flat list that only grows)."""
+    return list(context._action_payload_v2)
+
+
+def schema_version(context: Any) -> int:
+    return int(context._replay_schema.value)
+
+
+def to_json_value(value: Any) -> Any:
+    """``value`` as the SDK serialises it (its ``to_json`` objects and custom types included)."""
+    from azure.durable_functions.models.utils.df_serialization import df_dumps
+
+    return json.loads(df_dumps(value))
+
+
+def is_timer_action(action: Any) -> bool:
+    from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
+
+    return isinstance(action, CreateTimerAction)
+
+
+async def close_client_session() -> None:
+    """Close the durable client's process-wide HTTP session (the SDK never does it itself)."""
+    try:
+        from azure.durable_functions.models.utils import http_utils
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):
+        await http_utils._close_session()
