@@ -245,8 +245,14 @@ class DurableClientService:
         connection_name: str,
         runs_here: Callable[[str], bool] | None = None,
         checkpoint_written: Callable[[str], Awaitable[bool]] | None = None,
+        forget: Callable[[str, set[str]], Awaitable[None]] | None = None,
+        reload: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        #: Makes this host read an instance's history again (it is changed in storage).
+        self._reload = reload
         self._storage = storage
+        #: Drops what this host holds in memory of an instance about to be purged.
+        self._forget = forget
         #: Waits briefly for a checkpoint of the instance that this host has under way.
         self._checkpoint_written = checkpoint_written
         #: True for instances whose partition this host owns (their starts stay in memory).
@@ -475,7 +481,15 @@ class DurableClientService:
                 "The rewind operation is only supported on failed orchestration instances.",
                 INVALID_OPERATION,
             )
-        leaves = await self._storage.rewind_history(instance_id)
+        # This host may hold the failed history in memory (a late activity result reads it):
+        # it must read the rewound one, also if an episode read the old one during the rewind.
+        if self._reload is not None:
+            await self._reload(instance_id)
+        rewound: list[str] = []
+        leaves = await self._storage.rewind_history(instance_id, rewound=rewound)
+        if self._reload is not None:
+            for changed in rewound:
+                await self._reload(changed)
         for leaf in leaves:
             await self._send_event(leaf, _client_event(EventType.GenericEvent, Data=reason))
         return leaves
@@ -495,8 +509,15 @@ class DurableClientService:
 
     async def purge_instance(self, instance_id: str) -> PurgeResult:
         """Delete one instance's state, history and blobs (``PurgeInstanceHistoryAsync(id)``)."""
-        await self.require_instance(instance_id)
-        instances, rows = await self._storage.purge_instance_data(instance_id)
+        record = await self.require_instance(instance_id)
+        return await self._purge(record)
+
+    async def _purge(self, record: InstanceRecord) -> PurgeResult:
+        # A running instance may be purged (the provider does not check): first make sure that
+        # nothing this host holds of it writes again, then delete what is stored.
+        if self._forget is not None:
+            await self._forget(record.instance_id, {record.execution_id} if record.execution_id else set())
+        instances, rows = await self._storage.purge_instance_data(record.instance_id)
         return PurgeResult(instances, rows)
 
     async def purge_instances(
@@ -515,9 +536,9 @@ class DurableClientService:
         condition = InstanceCondition(created_from=created_from, created_to=created_to, statuses=kept)
         instances = rows = 0
         for record in await self._storage.query_all_instances(condition):
-            purged, purged_rows = await self._storage.purge_instance_data(record.instance_id)
-            instances += purged
-            rows += purged_rows
+            purged = await self._purge(record)
+            instances += purged.instances_deleted
+            rows += purged.rows_deleted
         return PurgeResult(instances, rows)
 
     async def delete_task_hub(self) -> None:

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +27,7 @@ from emulator._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator._durable_http import DurableHttpApi
 from emulator._entities import EntityDispatcher
+from emulator._host_identity import host_identity, is_dead_predecessor
 from emulator._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator._http_triggers import HttpTriggerRouter
 from emulator._invocations import InvocationLog
@@ -255,15 +254,17 @@ class EmulatorHost:
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
         orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
+        owner = host_identity(self.options.port)
         self._partitions = PartitionManager(
             storage.partitions_table(),
             storage.control_queue_names,
-            f"{socket.gethostname()}-{os.getpid()}-{self.options.port}",
+            owner,
             # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
             lease_seconds=min(30.0, leases.lease_seconds),
             on_acquired=self._partition_acquired,
             on_lost=self._partition_lost,
             health=health,
+            is_dead_predecessor=lambda holder: is_dead_predecessor(holder, owner),
         )
         self.client = DurableClientService(
             storage=retrying(storage, health),
@@ -278,6 +279,8 @@ class EmulatorHost:
                 self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
             ),
             checkpoint_written=orchestrations.checkpoint_written,
+            forget=self._forget_instance,
+            reload=orchestrations.reload,
         )
 
         hubs = TaskHubClients(
@@ -490,6 +493,21 @@ class EmulatorHost:
                 self._leases.release(handle)
             # Visible at once, so the new owner's poller finds it without waiting out our lease.
             self._spawn(storage.renew_message(handle, 0), "release-control-message")
+
+    async def _forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
+        """Drop an instance about to be purged: its episode, queued events and timers.
+
+        Their messages are deleted rather than released: they belong to the purged execution.
+        """
+        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
+        handles = [
+            *await self._orchestrations.forget(instance_id, execution_ids),
+            *self._timers.drop(lambda other: other == instance_id),
+        ]
+        for handle in handles:
+            if self._leases is not None:
+                self._leases.release(handle)
+        await asyncio.gather(*(self.storage.delete_message(h) for h in handles), return_exceptions=True)
 
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""

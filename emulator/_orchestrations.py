@@ -48,6 +48,7 @@ from emulator._failure_log import function_failed
 from emulator._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator._invocations import InvocationLog
 from emulator._leases import LeaseKeeper
+from emulator._purges import PurgedExecutions, belongs_to_no_execution, starts_another_execution
 from emulator._replay import HTTP_ACTIVITY, EpisodeDecisions, KnownFunctions
 from emulator._replay_check import (
     ends_execution,
@@ -218,6 +219,8 @@ class _Instance:
     unflushed: _Unflushed | None = None
     #: Status queries waiting for the next Instances-row write (``checkpoint_written``).
     status_waiters: list[asyncio.Future[bool]] = field(default_factory=list)
+    #: Forgotten by the dispatcher (purged, or its partition lost): never kept again.
+    dropped: bool = False
 
     @property
     def checkpoint_under_way(self) -> bool:
@@ -297,6 +300,7 @@ class OrchestrationDispatcher:
         self._deleting: set[asyncio.Task[None]] = set()
         self._timer_sink: TimerSink | None = None
         self._control_sink: ControlSink | None = None
+        self._purged = PurgedExecutions()
 
     def connect(self, work_sink: WorkSink, timer_sink: TimerSink, control_sink: ControlSink) -> None:
         self._work_sink = work_sink
@@ -307,13 +311,50 @@ class OrchestrationDispatcher:
         """Forget the instances another host now owns; return the message handles they held."""
         handles: list[MessageHandle] = []
         for instance_id in [i for i in self._instances if belongs(i)]:
-            instance = self._instances.pop(instance_id)
-            for task in (instance.task, instance.follow_up):
-                if task is not None:
-                    task.cancel()
-            events = [*instance.forget_unflushed(), *instance.in_flight, *instance.pending]
-            handles += list({id(d.handle): d.handle for _, d in events if d.handle is not None}.values())
+            handles += self._discard(self._instances.pop(instance_id))
         return handles
+
+    async def forget(self, instance_id: str, execution_ids: set[str]) -> list[MessageHandle]:
+        """Forget a purged instance and its executions; return the message handles it held.
+
+        Its episode and status write are cancelled and awaited, so that neither writes to
+        storage once the purge has begun; its results and messages still to come are dropped.
+        """
+        instance = self._instances.pop(instance_id, None)
+        if instance is not None and instance.history is not None and instance.history.execution_id:
+            execution_ids = execution_ids | {instance.history.execution_id}
+        self._purged.add(instance_id, execution_ids)
+        if instance is None:
+            return []
+        handles = self._discard(instance)
+        tasks = [t for t in (instance.task, instance.follow_up) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        logger.info("Instance '%s' was purged: its in-memory orchestration is dropped", instance_id)
+        return handles
+
+    async def reload(self, instance_id: str) -> None:
+        """Let the episode under way finish, then forget the history and live orchestration in
+        memory: the client is changing the history in storage (a rewind)."""
+        instance = self._instances.get(instance_id)
+        if instance is None:
+            return
+        for task in (instance.task, instance.follow_up):
+            if task is not None and not task.done():
+                await asyncio.wait([task])
+        instance.history = instance.session = instance.index = None
+
+    @staticmethod
+    def _discard(instance: _Instance) -> list[MessageHandle]:
+        instance.dropped = True
+        for task in (instance.task, instance.follow_up):
+            if task is not None:
+                task.cancel()
+        instance.release_status_waiters(written=False)
+        events = [*instance.forget_unflushed(), *instance.in_flight, *instance.pending]
+        deliveries = [d for _, d in events]
+        if instance.unwritten is not None:
+            deliveries += instance.unwritten.consumed  # checkpointed, not yet acknowledged
+        return list({id(d.handle): d.handle for d in deliveries if d.handle is not None}.values())
 
     async def close(self) -> None:
         for instance in self._instances.values():
@@ -331,6 +372,9 @@ class OrchestrationDispatcher:
 
     def deliver(self, message: ControlMessage, handle: MessageHandle | None) -> None:
         """Queue a control message's events for its instance and make sure an episode will run."""
+        if (message.instance_id, message.execution_id) in self._purged:
+            self._drop_purged(message, handle)
+            return
         delivery = _Delivery(message, handle)
         if handle is not None:
             self._leases.hold(handle)
@@ -347,11 +391,21 @@ class OrchestrationDispatcher:
     def deliver_result(self, item: WorkItem, event: HistoryEvent) -> None:
         """Queue an activity's result (held in memory until an episode records it)."""
         message = ControlMessage(item.instance_id, [event], item.execution_id)
+        if (item.instance_id, item.execution_id) in self._purged:
+            self._drop_purged(message, None)
+            return
         instance = self._instances.get(item.instance_id)
         if instance is None:
             instance = self._instances[item.instance_id] = _Instance(item.instance_id)
         instance.pending.append((event, _Delivery(message, None, volatile=True)))
         self._wake(instance)
+
+    def _drop_purged(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+        logger.debug(
+            "Dropping a message for purged execution %s of '%s'", message.execution_id, message.instance_id
+        )
+        if handle is not None:
+            self._consume_later(message.instance_id, [_Delivery(message, handle)])
 
     def recover(self, instance_id: str) -> None:
         """Load an instance this host now owns, to dispatch its activities that have no result."""
@@ -440,6 +494,8 @@ class OrchestrationDispatcher:
         mean reading and replaying its whole history again for every step. The idle cache is
         bounded: the least recently used instances are evicted (and replay from storage later).
         """
+        if instance.dropped:
+            return  # forgotten while its episode ran (a purge, a lost partition)
         self._instances.pop(instance.instance_id, None)
         if instance.history is None:
             return
@@ -481,6 +537,15 @@ class OrchestrationDispatcher:
     ) -> bool:
         if instance.history is None:
             await self._load_history(instance)
+        elif starts_another_execution(instance.indexed(instance.history), [e for e, _ in batch]):
+            # Only a purge (by another host or the command line) lets a new execution start
+            # while this one runs: what is in memory is of an execution that is gone.
+            logger.info(
+                "A new execution of '%s' starts while its last one is in memory: reading it again",
+                instance.instance_id,
+            )
+            batch.extend(instance.forget_unflushed())  # after the new start: dropped as stale
+            await self._load_history(instance)
         if instance.unflushed is not None and not all(d.volatile for _, d in batch):
             await self._flush(instance)  # only activity results join an unwritten episode
         assert instance.history is not None
@@ -489,6 +554,8 @@ class OrchestrationDispatcher:
         )
         if stored is not instance.history:
             instance.session = None  # a new execution replaces a finished one
+        if deferred and not accepted and not stored.events:
+            deferred = await self._without_orphans(instance.instance_id, deferred)
         waiting = {id(delivery) for _, delivery in deferred}
         # A message is acknowledged once none of its events still waits to be applied.
         consumed = list({id(d): d for _, d in batch if id(d) not in waiting}.values())
@@ -724,6 +791,25 @@ class OrchestrationDispatcher:
             await self._sync_instance_row(instance.instance_id, instance.history)
         instance.recovering = False
 
+    async def _without_orphans(
+        self, instance_id: str, deferred: list[tuple[HistoryEvent, _Delivery]]
+    ) -> list[tuple[HistoryEvent, _Delivery]]:
+        """Drop the events that wait for a start of an execution that is gone (``_purges``)."""
+        record = await self._storage.read_instance(instance_id)
+        row_execution = None if record is None else record.execution_id
+        kept = [
+            (event, delivery)
+            for event, delivery in deferred
+            if not belongs_to_no_execution(delivery.message.execution_id, row_execution, record is not None)
+        ]
+        if len(kept) < len(deferred):
+            logger.info(
+                "Dropping %d events for '%s': they belong to no current execution (purged?)",
+                len(deferred) - len(kept),
+                instance_id,
+            )
+        return kept
+
     def _settle(
         self,
         instance: _Instance,
@@ -770,7 +856,8 @@ class OrchestrationDispatcher:
         backoff = 0.5
         while True:
             try:
-                await self._storage.merge_instance(instance_id, columns)
+                if not await self._storage.merge_instance(instance_id, columns):
+                    logger.debug("No Instances row of '%s' to update: it was purged", instance_id)
                 break
             except Exception as exc:
                 logger.warning(
@@ -785,9 +872,12 @@ class OrchestrationDispatcher:
         crash_point("episode-after-instance")
         if consumed:
             # The next status write need not wait for these deletes.
-            task = asyncio.get_running_loop().create_task(self._consume_quietly(instance_id, consumed))
-            self._deleting.add(task)
-            task.add_done_callback(self._deleting.discard)
+            self._consume_later(instance_id, consumed)
+
+    def _consume_later(self, instance_id: str, consumed: list[_Delivery]) -> None:
+        task = asyncio.get_running_loop().create_task(self._consume_quietly(instance_id, consumed))
+        self._deleting.add(task)
+        task.add_done_callback(self._deleting.discard)
 
     async def _consume_quietly(self, instance_id: str, consumed: list[_Delivery]) -> None:
         try:

@@ -43,6 +43,7 @@ class PartitionManager:
         on_acquired: Listener,
         on_lost: Listener,
         health: StorageHealth | None = None,
+        is_dead_predecessor: Callable[[str], bool] = lambda owner: False,
     ) -> None:
         self._table = table
         self._queues = queue_names
@@ -53,6 +54,10 @@ class PartitionManager:
         self._health = health
         self.owned: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        #: True for an owner that is this host's own predecessor, dead (``_host_identity``).
+        self._is_dead_predecessor = is_dead_predecessor
+        #: The holder each partition was last reported waiting for, to say it once.
+        self._waiting_for: dict[int, str] = {}
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
@@ -149,6 +154,14 @@ class PartitionManager:
             current = str(row.get("CurrentOwner") or "")
             wanted_by = wants.get(name, "")
             alive = current and _aware(row.get("ExpiresAt")) > now
+            if alive and current != self.owner and self._is_dead_predecessor(current):
+                logger.info(
+                    "%s is held by '%s', an earlier host on this machine and port that has ended: "
+                    "taking it over without waiting for its lease to expire",
+                    name,
+                    current,
+                )
+                alive = False
             if current == self.owner and alive:
                 if wanted_by and wanted_by != self.owner and len(self.owned) > fair_share:
                     # Hand over to the host that asked: it claims the row once we clear it.
@@ -173,10 +186,28 @@ class PartitionManager:
                     self._lose(partition)
             else:
                 self._lose(partition)
-                if len(self.owned) < fair_share and wanted_by in ("", self.owner):
+                asks = len(self.owned) < fair_share and wanted_by in ("", self.owner)
+                self._report_wait(partition, current, _aware(row.get("ExpiresAt")) - now, asks)
+                if asks:
                     await self._write(row, {"NextOwner": self.owner, "NextOwnerAt": now})
 
+    def _report_wait(self, partition: int, holder: str, remaining: timedelta, asks: bool) -> None:
+        """Say once per holder what this host waits for, and how long at most."""
+        if self._waiting_for.get(partition) == holder:
+            return
+        self._waiting_for[partition] = holder
+        handover = "it is asked to hand it over, " if asks else ""
+        logger.info(
+            "%s is owned by host '%s' (lease for %.0f s more); %sor this host takes it once "
+            "that lease expires without renewal",
+            self._queues[partition],
+            holder,
+            max(remaining.total_seconds(), 0.0),
+            handover,
+        )
+
     def _gain(self, partition: int) -> None:
+        self._waiting_for.pop(partition, None)
         if partition not in self.owned:
             self.owned.add(partition)
             logger.info("Host '%s' now owns %s", self.owner, self._queues[partition])

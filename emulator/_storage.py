@@ -471,7 +471,8 @@ class TaskHubStorage:
                     self._overwritten.add(pk)
                     replace = True
                     continue
-                if exc.status_code in (409, 412):
+                # 404: the sentinel is gone, the instance purged meanwhile.
+                if exc.status_code in (404, 409, 412):
                     raise HistoryConflictError(
                         f"History of instance '{instance_id}' was changed by another writer"
                     ) from exc
@@ -554,7 +555,14 @@ class TaskHubStorage:
         self._remember_write(pk, {}, columns, row)
         return True
 
-    async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> None:
+    async def merge_instance(self, instance_id: str, columns: dict[str, Any]) -> bool:
+        """Merge ``columns`` into the Instances row; False when there is no row to merge into.
+
+        A missing row is created only by a write that names the orchestration (a start's
+        columns: a sub-orchestration has no Pending row). Any other update of a missing row
+        belongs to an instance purged meanwhile, and recreating it would leave a row without
+        name or creation time that blocks new starts with that id.
+        """
         pk = escape_partition_key(instance_id)
         row = {"PartitionKey": pk, "RowKey": "", **columns}
         written = self._written_rows.pop(pk, None)  # unknown until this write completes
@@ -563,12 +571,15 @@ class TaskHubStorage:
             # The row exists nearly always (the client wrote it Pending): one lookup in Azurite.
             await merge_entity(self._instances, row, existing=True)
         except ResourceNotFoundError:
+            if columns.get("Name") is None:
+                return False
             await merge_entity(self._instances, row)
             written = None  # the row was gone: what else it holds now is not known
         if written is None:
             self._written_rows.pop(pk, None)
         else:
             self._remember_write(pk, written, columns, row)
+        return True
 
     async def delete_instance(self, instance_id: str) -> bool:
         self._written_rows.pop(escape_partition_key(instance_id), None)
@@ -766,7 +777,9 @@ class TaskHubStorage:
         await self.delete_instance(instance_id)
         return 1, rows
 
-    async def rewind_history(self, instance_id: str, failed_leaves: list[str] | None = None) -> list[str]:
+    async def rewind_history(
+        self, instance_id: str, failed_leaves: list[str] | None = None, rewound: list[str] | None = None
+    ) -> list[str]:
         """Clear the failures of a failed instance's current execution (``RewindHistoryAsync``).
 
         Each failure row (ExecutionCompleted with status Failed, TaskFailed,
@@ -779,6 +792,8 @@ class TaskHubStorage:
         from azure.data.tables import UpdateMode
 
         leaves = [] if failed_leaves is None else failed_leaves
+        if rewound is not None:
+            rewound.append(instance_id)  # every instance whose history this changes
         pk = escape_partition_key(instance_id)
         self._written_rows.pop(pk, None)
         entities = [
@@ -811,7 +826,7 @@ class TaskHubStorage:
                 if created is not None:
                     # The child is still there and will report again once rewound: keep the decision.
                     await self._mark_rewound(created, to_generic=False)
-                    await self.rewind_history(str(created["InstanceId"]), leaves)
+                    await self.rewind_history(str(created["InstanceId"]), leaves, rewound)
             await self._mark_rewound(row, to_generic=True)
         with contextlib.suppress(ResourceNotFoundError):
             await self._instances.update_entity(

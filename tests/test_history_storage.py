@@ -121,3 +121,15 @@ def test_an_instance_row_merge_creates_a_missing_row(storage_connection: str) ->
     created, merged = with_task_hub(storage_connection, scenario)
     assert created["RuntimeStatus"] == "Running"
     assert merged["RuntimeStatus"] == "Completed" and merged["Name"] == "Chain"
+
+
+def test_an_update_of_a_missing_instance_row_does_not_create_it(storage_connection: str) -> None:
+    """Only a write that names the orchestration creates the row: any other update of a missing
+    row is of an instance purged meanwhile."""
+
+    async def scenario(storage: TaskHubStorage) -> tuple[bool, Any]:
+        written = await storage.merge_instance("gone", {"LastUpdatedTime": h.utcnow(), "ExecutionId": "e1"})
+        return written, await storage.read_instance("gone")
+
+    written, record = with_task_hub(storage_connection, scenario)
+    assert (written, record) == (False, None)
