@@ -5,7 +5,7 @@ rows, and only then hands the work items to this host's dispatcher (no work-item
 on the critical path). A result goes back to its orchestration in memory and becomes durable in
 the next episode's history; until then a crash loses only the run, and the host that next loads
 the instance's history dispatches every scheduled activity that has no result yet (durability
-invariant 4: activities run at least once, and at most twice after one crash).
+docs/durability.md invariant 4: activities run at least once, and at most twice after one crash).
 
 Activities run on the host that owns their instance's partition. They run in parallel up to
 ``maxConcurrentActivityFunctions``.

@@ -2,7 +2,7 @@
 
 The HTTP management API, the SDK's ``DurableOrchestrationClient`` (through ``rpcBaseUrl``) and
 the ``durable`` command line all end up here, so each operation has one implementation with the
-real host's validation, state rules and messages (host-behaviour.md section 3, sdk-protocol.md
+real host's validation, state rules and messages (docs/host-behaviour.md section 3, docs/sdk-protocol.md
 section 11). State changes travel the way the real client sends them: one history event in a
 control-queue message for the instance, which the orchestration engine applies in an episode.
 """

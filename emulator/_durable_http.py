@@ -5,7 +5,7 @@ The same handler serves the public webhook routes (``/runtime/webhooks/durableta
 the Python SDK's client calls, as the real ``HttpApiHandler`` does: the path after the base is
 URL-decoded as a whole (``+`` included) and matched against the extension's route templates,
 whose literals ignore case. Codes, headers and messages follow HttpApiHandler.cs of extension
-2.13 (host-behaviour.md section 3).
+2.13 (docs/host-behaviour.md section 3).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An entity is an instance whose id is ``@<lower-cased name>@<key>``, like the real provider's.
 Requests arrive as control messages (an EventRaised named ``op`` whose input is the real
 RequestMessage JSON) from orchestrations and clients; those waiting for an entity are run
-together as one batch through the SDK's entity handler (sdk-protocol.md section 8). One batch
+together as one batch through the SDK's entity handler (docs/sdk-protocol.md section 8). One batch
 follows the same checkpoint order as an orchestration episode:
 
 1. send the responses of calls to their orchestrations (durable before anything is forgotten);

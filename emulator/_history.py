@@ -2,7 +2,7 @@
 
 Events are plain dicts with the PascalCase DataMember names and an integer ``EventType``,
 exactly what the real host serializes into the orchestration trigger payload
-(sdk-protocol.md section 3.2). Storage converts them to and from History table rows.
+(docs/sdk-protocol.md section 3.2). Storage converts them to and from History table rows.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Orchestration episodes: events in, one replay, decisions checkpointed in order.
 
-Each instance is handled by one actor at a time (durability invariant 7 within a host): events
+Each instance is handled by one actor at a time (docs/durability.md invariant 7 within a host): events
 that arrive while an episode runs wait and go into the next episode together, so a fan-in of
 many completions costs few replays. One episode follows the real provider's checkpoint order
-(host-behaviour.md 4.5):
+(docs/host-behaviour.md 4.5):
 
 1. send the outbound messages (timers, sub-orchestrations, entity operations, results to a
    parent) - invariant 2: the events this episode consumed are still in their queue messages

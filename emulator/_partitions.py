@@ -2,7 +2,7 @@
 
 Like the real provider's table partition manager (the ``{hub}Partitions`` table: one row per
 control queue with ``CurrentOwner``, ``NextOwner``, ``ExpiresAt``), every change is an
-ETag-conditional update, so two hosts can never both own a partition (durability invariant 7
+ETag-conditional update, so two hosts can never both own a partition (docs/durability.md invariant 7
 across hosts, on top of the history's own ETag check). Owners renew their rows; a dead host's
 rows expire and are claimed by the others. A host that owns less than its share asks for a
 partition by writing its name into ``NextOwner``; the owner hands it over on its next renewal.

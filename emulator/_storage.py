@@ -1,10 +1,10 @@
 """The task hub in Azure Storage: History and Instances tables, control and work-item queues.
 
-Names and row schema follow the real Azure Storage provider (host-behaviour.md section 4), so
+Names and row schema follow the real Azure Storage provider (docs/host-behaviour.md section 4), so
 Storage Explorer and other tools read what the emulator writes:
 
 * ``{hub}History``: one partition per instance, RowKey = 16-digit hex position, plus the
-  ``sentinel`` row whose ETag guards every append (durability invariant 1).
+  ``sentinel`` row whose ETag guards every append (docs/durability.md invariant 1).
 * ``{hub}Instances``: one row per instance (RowKey ``""``), the status the API reports.
 * ``{hub}-control-NN`` queues carry orchestration events. Unlike the real provider, one message
   carries many events (Azurite slows down with the number of stored messages), and activities

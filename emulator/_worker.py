@@ -1,6 +1,6 @@
 """The language worker's side: invoke the app's durable functions the way the real host does.
 
-Orchestrators get the trigger payload of sdk-protocol.md section 3.1 and return the
+Orchestrators get the trigger payload of docs/sdk-protocol.md section 3.1 and return the
 OrchestratorState JSON (or raise with it embedded after ``$OutOfProcData$``); activities get
 their input through the real ``ActivityTriggerConverter`` and their result is encoded by it, so
 every value crosses the same (de)serialization as on Azure.

@@ -1,5 +1,5 @@
 """History appends against Azurite: new rows are inserted, rows that exist already are replaced,
-and the sentinel's ETag still turns away a second writer (invariant 1)."""
+and the sentinel's ETag still turns away a second writer (docs/durability.md invariant 1)."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ def test_status_of_a_running_instance_is_202_with_location_and_retry_after(
 
 
 def test_history_shapes_follow_show_history_output_and_input(client_host: BackgroundHost) -> None:
-    # A JSON array input would break the SDK's get_input (sdk-protocol.md 14.2): use an object.
+    # A JSON array input would break the SDK's get_input (docs/sdk-protocol.md 14.2): use an object.
     instance_id = start(client_host, "Echo", {"x": 1})["id"]
     wait_for(client_host, instance_id, "Completed")
     events = status(client_host, instance_id, "?showHistory=true").json()["historyEvents"]

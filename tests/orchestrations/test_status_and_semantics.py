@@ -98,7 +98,7 @@ def test_new_uuid_and_time_are_stable_across_replays(
     rows = history_rows(storage_connection, "FeaturesHub", started["id"])
     last_start = [r for r in rows if r["EventType"] == "OrchestratorStarted"][-1]
     assert output["time"].startswith(last_start["_Timestamp"].strftime("%Y-%m-%dT%H:%M:%S"))
-    # new_uuid is uuid5 over the instance id, orchestration time and a counter (sdk-protocol 3.5).
+    # new_uuid is uuid5 over the instance id, orchestration time and a counter (docs/sdk-protocol.md 3.5).
     first_start = next(r for r in rows if r["EventType"] == "OrchestratorStarted")["_Timestamp"]
     name = f"{started['id']}_{first_start.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}_0"
     namespace = uuid.uuid5(uuid.NAMESPACE_OID, "9e952958-5e33-4daf-827f-2fa12937b875")

@@ -240,7 +240,7 @@ def index() -> Iterator[AppIndex]:
 
 
 def client_binding(request: web.Request) -> str:
-    """The durableClient binding JSON the host passes (sdk-protocol §11.1 shape)."""
+    """The durableClient binding JSON the host passes (docs/sdk-protocol.md 11.1 shape)."""
     origin = f"http://{request.host}"
     base = f"{origin}/runtime/webhooks/durabletask"
     query = "taskHub=TestHubName&connection=Storage&code=KEY"
