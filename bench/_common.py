@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from emulator._azurite import AzuriteServer, free_port
+from emulator.host._azurite import AzuriteServer, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

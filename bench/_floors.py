@@ -32,9 +32,9 @@ from azure.functions import meta
 from azure.functions.durable_functions import OrchestrationTriggerConverter
 from azure.storage.queue.aio import QueueServiceClient
 
-from emulator import _history as h
-from emulator._storage import MAX_INLINE_MESSAGE_BYTES, history_row
-from emulator._table_batch import Operation, insert_entity, merge_entity, submit_transaction
+from emulator.durable import _history as h
+from emulator.taskhub._storage import MAX_INLINE_MESSAGE_BYTES, history_row
+from emulator.taskhub._table_batch import Operation, insert_entity, merge_entity, submit_transaction
 
 # -- storage --------------------------------------------------------------------------------
 

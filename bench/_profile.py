@@ -95,7 +95,7 @@ FRAMEWORK_FILES = frozenset(
         "threading.py",
         "futures/thread.py",
         "emulator/__main__.py",
-        "emulator/_cli.py",
+        "emulator/tools/_cli.py",
     }
 )
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from _report import Report, format_floors, format_table
     from _scenarios import SCENARIOS, Context, Results, Sizes
 
-    from emulator._azurite import AZURITE_VERSION
+    from emulator.host._azurite import AZURITE_VERSION
 
     args = build_parser(list(SCENARIOS)).parse_args(argv)
     selected = list(SCENARIOS)

@@ -1,5 +1,5 @@
 import sys
 
-from emulator._cli import main
+from emulator.tools._cli import main
 
 sys.exit(main())

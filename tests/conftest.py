@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator._azurite import AzuriteServer
+from emulator.host._azurite import AzuriteServer
 from emulator.testing import BackgroundHost, DurableHost, DurableHosts, HostConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

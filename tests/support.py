@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from emulator._storage import TaskHubStorage
+    from emulator.taskhub._storage import TaskHubStorage
 
 T = TypeVar("T")
 
@@ -113,7 +113,7 @@ def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:
 
 def with_task_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
     """Run ``scenario`` against the storage of a new task hub (``TaskHubStorage`` itself)."""
-    from emulator._storage import TaskHubStorage
+    from emulator.taskhub._storage import TaskHubStorage
 
     async def main() -> T:
         storage = TaskHubStorage(connection, f"Hub{uuid.uuid4().hex[:12]}")

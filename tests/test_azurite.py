@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from emulator._azurite import (
+from emulator.host._azurite import (
     DEV_ACCOUNT_KEY,
     DEV_ACCOUNT_NAME,
     AzuriteEndpoints,

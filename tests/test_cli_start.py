@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from emulator._azurite import AzuriteEndpoints
+from emulator.host._azurite import AzuriteEndpoints
 from tests.conftest import REPO_ROOT
 
 

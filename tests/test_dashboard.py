@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from emulator._dashboard import dashboard_assets
+from emulator.http._dashboard import dashboard_assets
 from emulator.testing import DurableHost, DurableHostFactory
 from tests.browser import Browser, Page, chromium_path
 from tests.conftest import TEST_APPS

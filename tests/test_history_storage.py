@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from emulator import _history as h
-from emulator._storage import HistoryConflictError, TaskHubStorage, history_row
+from emulator.durable import _history as h
+from emulator.taskhub._storage import HistoryConflictError, TaskHubStorage, history_row
 from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import HostOptions
-from emulator._azurite import free_port
+from emulator.host._azurite import free_port
 from emulator.testing import BackgroundHost
 from tests.conftest import TEST_APPS, start_host
 from tests.support import request

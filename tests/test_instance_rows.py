@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from emulator import _history as h
-from emulator._history import OrchestrationStatus
-from emulator._storage import MAX_INLINE_PROPERTY_CHARS, InstanceRecord, TaskHubStorage
+from emulator.durable import _history as h
+from emulator.durable._history import OrchestrationStatus
+from emulator.taskhub._storage import MAX_INLINE_PROPERTY_CHARS, InstanceRecord, TaskHubStorage
 from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from emulator._history_files import load_history
-from emulator._recorded_episodes import HistoryFileError
 from emulator.testing import DurableHost, DurableHosts, assert_replays, replay_history
+from emulator.tools._history_files import load_history
+from emulator.tools._recorded_episodes import HistoryFileError
 from tests.conftest import REPO_ROOT
 from tests.support import request
 
@@ -244,7 +244,7 @@ def _golden(name: str) -> Any:
 
 
 def test_event_types_may_be_numbers() -> None:
-    from emulator._history import EventType
+    from emulator.durable._history import EventType
 
     events = _golden("ProcessOrder.json")
     for event in events:

@@ -21,9 +21,9 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from emulator._app_index import format_function_listing
-from emulator._invocations import InvocationRecord
-from emulator._triggers.hostid import host_id
+from emulator.app._app_index import format_function_listing
+from emulator.functions._invocations import InvocationRecord
+from emulator.functions.triggers.hostid import host_id
 from emulator.testing import BackgroundHost
 from tests.conftest import TEST_APPS, start_host
 from tests.support import request

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator._app_index import format_function_listing
+from emulator.app._app_index import format_function_listing
 from emulator.testing import BackgroundHost
 from tests.conftest import TEST_APPS, start_host
 from tests.support import request, wait_for_status

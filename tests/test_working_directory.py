@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator._cli import build_parser
-from emulator._durable_cli import run
 from emulator.testing._subprocess import SubprocessHost
+from emulator.tools._cli import build_parser
+from emulator.tools._durable_cli import run
 from tests.conftest import TEST_APPS
 from tests.support import request, wait_for_status
 

@@ -4,13 +4,13 @@ The pytest plugin (:mod:`emulator.testing.plugin`, registered through the packag
 provides the fixtures; everything here also works without it.
 """
 
-from emulator._crash import POINTS as CRASH_POINTS
-from emulator._offline_replay import ReplayReport
+from emulator.durable._crash import POINTS as CRASH_POINTS
 from emulator.testing._background import BackgroundHost
 from emulator.testing._durable_host import DurableHost, HostConfig
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 from emulator.testing._replay import assert_replays, replay_history
 from emulator.testing._subprocess import SubprocessHost
+from emulator.tools._offline_replay import ReplayReport
 
 __all__ = [
     "CRASH_POINTS",

@@ -16,8 +16,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from emulator._host import EmulatorHost, HostOptions
-from emulator._worker import close_client_sessions
+from emulator.durable._worker import close_client_sessions
+from emulator.host._host import EmulatorHost, HostOptions
 
 T = TypeVar("T")
 

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from emulator._azurite import free_port
-from emulator._client import RPC_PATH, ClientUrls, DurableClientService, InstanceNotFoundError
-from emulator._host import HostOptions
-from emulator._settings import AppSettings, load_settings
-from emulator._storage import TaskHubStorage
+from emulator.app._settings import AppSettings, load_settings
+from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService, InstanceNotFoundError
+from emulator.host._azurite import free_port
+from emulator.host._host import HostOptions
+from emulator.taskhub._storage import TaskHubStorage
 from emulator.testing._background import BackgroundHost, _WorkerLoop
 from emulator.testing._subprocess import SubprocessHost
 from emulator.testing._time_skip import next_timer
@@ -53,7 +53,7 @@ class HostConfig:
     task_hub: str | None = None
     #: Message lease; None: host.json's for in-process hosts, SUBPROCESS_LEASE_SECONDS for subprocesses.
     lease_seconds: float | None = None
-    #: The crash switch (``point[:n]``, see emulator/_crash.py); subprocess hosts only.
+    #: The crash switch (``point[:n]``, see emulator/durable/_crash.py); subprocess hosts only.
     crash_at: str | None = None
     enforce_auth: bool = False
     #: Extra environment of a subprocess host.

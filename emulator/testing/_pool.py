@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from emulator._settings import load_settings
+from emulator.app._settings import load_settings
 from emulator.testing._durable_host import DurableHost, HostConfig
 
 HOST_OPTIONS = ("script_root", "subprocess", "task_hub", "lease_seconds", "crash_at", "enforce_auth", "env")

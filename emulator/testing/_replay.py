@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from emulator._app_index import AppIndex
-from emulator._history_files import load_history, read_history_file
-from emulator._offline_replay import ReplayReport, load_app_for_replay, replay_saved
+from emulator.app._app_index import AppIndex
+from emulator.tools._history_files import load_history, read_history_file
+from emulator.tools._offline_replay import ReplayReport, load_app_for_replay, replay_saved
 
 HistoryInput = str | os.PathLike[str] | list[Any] | dict[str, Any]
 

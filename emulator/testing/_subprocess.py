@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from emulator._azurite import free_port
-from emulator._crash import ENV_VAR as CRASH_ENV_VAR
+from emulator.durable._crash import ENV_VAR as CRASH_ENV_VAR
+from emulator.host._azurite import free_port
 
 
 class SubprocessHost:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from emulator import _history as h
+from emulator.durable import _history as h
 
 HistoryReader = Callable[[str], "list[dict[str, Any]] | None"]
 

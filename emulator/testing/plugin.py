@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from emulator._azurite import AzuriteServer
+from emulator.host._azurite import AzuriteServer
 from emulator.testing._durable_host import DurableHost, environment
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 

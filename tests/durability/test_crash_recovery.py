@@ -272,7 +272,7 @@ def test_two_hosts_share_a_task_hub_and_one_takes_over_when_the_other_dies(
 def test_the_host_rides_out_azurite_going_away_and_coming_back(
     tmp_path: Path, hosts: list[SubprocessHost]
 ) -> None:
-    from emulator._azurite import AzuriteServer
+    from emulator.host._azurite import AzuriteServer
 
     storage = AzuriteServer.start(tmp_path / "azurite")
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from azure.data.tables import TableClient
 
-from emulator._azurite import free_port
+from emulator.host._azurite import free_port
 from emulator.testing import SubprocessHost
 from tests.conftest import TEST_APPS
 from tests.support import wait_until

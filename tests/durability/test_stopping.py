@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator._azurite import AzuriteServer
-from emulator._stopping import STOP_GRACE_ENV_VAR
+from emulator.host._azurite import AzuriteServer
+from emulator.host._stopping import STOP_GRACE_ENV_VAR
 from emulator.testing import SubprocessHost
 from tests.conftest import TEST_APPS
 from tests.support import request, wait_for_status

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator._azurite import AzuriteServer
+from emulator.host._azurite import AzuriteServer
 from emulator.testing import SubprocessHost
 from tests.conftest import TEST_APPS
 from tests.support import request, wait_for_status, wait_until

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from emulator._azurite import AzuriteServer
+from emulator.host._azurite import AzuriteServer
 from emulator.testing import DurableHost, HostConfig
 from emulator.testing._durable_host import environment
 from tests.support import request

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from emulator._cli import build_parser
-from emulator._durable_cli import run
 from emulator.testing import BackgroundHost
+from emulator.tools._cli import build_parser
+from emulator.tools._durable_cli import run
 from tests.conftest import REPO_ROOT, TEST_APPS, start_host
 from tests.management.api_support import set_runtime_status, start, unique, wait_for
 

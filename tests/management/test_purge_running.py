@@ -86,8 +86,8 @@ def test_a_message_of_an_execution_that_has_no_instance_row_is_dropped(
     client_host: BackgroundHost, storage_connection: str
 ) -> None:
     """As a timer of a purged execution comes back from its queue after a restart."""
-    from emulator import _history as h
-    from emulator._storage import ControlMessage
+    from emulator.durable import _history as h
+    from emulator.taskhub._storage import ControlMessage
 
     storage = client_host.host.storage
     dispatcher = client_host.host._orchestrations
@@ -114,8 +114,8 @@ def test_a_purge_and_start_from_elsewhere_replace_what_the_running_host_holds(
     the host that runs it learns of it only from storage and the new start's message."""
     import asyncio
 
-    from emulator._client import ClientUrls, DurableClientService
-    from emulator._storage import TaskHubStorage
+    from emulator.client._client import ClientUrls, DurableClientService
+    from emulator.taskhub._storage import TaskHubStorage
 
     instance_id = unique("elsewhere")
     start(client_host, "WaitForApproval", {"run": 1}, instance_id=instance_id)
@@ -153,8 +153,8 @@ def test_a_rewind_is_applied_when_the_failed_history_is_still_in_memory(
 ) -> None:
     """A late activity result of a failed instance makes its host read its history (and drop the
     result); the rewind that follows changes that history in storage, not the copy in memory."""
-    from emulator import _history as h
-    from emulator._storage import WorkItem
+    from emulator.durable import _history as h
+    from emulator.taskhub._storage import WorkItem
 
     key = unique("key")
     instance_id = start(client_host, "FailsOnce", {"key": key})["id"]

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from emulator import _replay_check
-from emulator._replay_check import SETTING
-from emulator._worker import OrchestratorSession
+from emulator.durable import _replay_check
+from emulator.durable._replay_check import SETTING
+from emulator.durable._worker import OrchestratorSession
 from emulator.testing import DurableHost, HostConfig
 from tests.support import start_orchestration, wait_for_status
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from emulator import _orchestrations
-from emulator._azurite import free_port
-from emulator._storage import InstanceRecord, TaskHubStorage
+from emulator.durable import _orchestrations
+from emulator.host._azurite import free_port
+from emulator.taskhub._storage import InstanceRecord, TaskHubStorage
 from emulator.testing import BackgroundHost
 from tests.support import (
     decisions,

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from emulator import _history as h
-from emulator._episode import Episode, execute_episode
-from emulator._history import HistoryEvent
-from emulator._replay import KnownFunctions
+from emulator.durable import _history as h
+from emulator.durable._episode import Episode, execute_episode
+from emulator.durable._history import HistoryEvent
+from emulator.durable._replay import KnownFunctions
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator._app_index import AppIndex, load_app
-from emulator._app_index import format_function_listing as listing
-from emulator._settings import AppLoadError
+from emulator.app._app_index import AppIndex, load_app
+from emulator.app._app_index import format_function_listing as listing
+from emulator.app._settings import AppLoadError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTP_BASICS = REPO_ROOT / "tests" / "apps" / "http_basics"

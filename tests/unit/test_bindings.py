@@ -15,22 +15,32 @@ import azure.functions as func
 import pytest
 from azure.data.tables import EdmType, EntityProperty
 
-from emulator._app_index import FunctionInfo
-from emulator._binding_expressions import BindingData, BindingExpressionError, resolve, system_binding_data
-from emulator._bindings import Bindings, Out, TriggerValue, _OutputData, _queue_messages
-from emulator._http_triggers import InvocationContext
-from emulator._settings import AppLoadError
-from emulator._storage_bindings import BindingWriteError, build_entity, encode_queue_message, split_blob_path
-from emulator._trigger_kinds import not_emulated_reason
-from emulator._triggers.blob import BlobPathPattern
-from emulator._triggers.hostid import host_id, stable_hash
-from emulator._triggers.queue import (
+from emulator.app._app_index import FunctionInfo
+from emulator.app._settings import AppLoadError
+from emulator.app._trigger_kinds import not_emulated_reason
+from emulator.functions._binding_expressions import (
+    BindingData,
+    BindingExpressionError,
+    resolve,
+    system_binding_data,
+)
+from emulator.functions._bindings import Bindings, Out, TriggerValue, _OutputData, _queue_messages
+from emulator.functions._storage_bindings import (
+    BindingWriteError,
+    build_entity,
+    encode_queue_message,
+    split_blob_path,
+)
+from emulator.functions.triggers.blob import BlobPathPattern
+from emulator.functions.triggers.hostid import host_id, stable_hash
+from emulator.functions.triggers.queue import (
     RandomizedBackoff,
     ReceivedMessage,
     poison_queue_name,
     queue_trigger_value,
     queues_options,
 )
+from emulator.http._http_triggers import InvocationContext
 
 # -- binding expressions -------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from emulator import _history as h
-from emulator._episode import Episode
-from emulator._history import EventType, HistoryEvent
+from emulator.durable import _history as h
+from emulator.durable._episode import Episode
+from emulator.durable._history import EventType, HistoryEvent
 from tests.unit.episodes import EpisodeDriver
 from tests.unit.test_replay import _seed
 
@@ -184,7 +184,7 @@ def test_the_mixed_scenario_sees_replay_flags_and_time_as_a_full_replay_does() -
 
 def test_a_live_orchestration_walks_only_its_new_actions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cost of deciding does not grow with the chain: finished actions are not walked again."""
-    from emulator import _replay
+    from emulator.durable import _replay
 
     issued: list[int] = []
     original = _replay._Walk.issue

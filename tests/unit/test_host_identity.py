@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 
-from emulator._host_identity import host_identity, is_dead_predecessor
+from emulator.host._host_identity import host_identity, is_dead_predecessor
 
 
 def _ended_pid() -> int:

@@ -17,16 +17,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from emulator._app_index import AppIndex, FunctionInfo, load_app
-from emulator._http_triggers import (
+from emulator.app._app_index import AppIndex, FunctionInfo, load_app
+from emulator.app._settings import AppLoadError
+from emulator.functions._invocations import InvocationLog
+from emulator.http._http_triggers import (
     HTTP_INVOCATION_REASON,
     HttpTriggerRouter,
     InputResolver,
     RouteTemplate,
     RouteTemplateError,
 )
-from emulator._invocations import InvocationLog
-from emulator._settings import AppLoadError
 
 HTTP_BASICS = Path(__file__).resolve().parents[2] / "tests" / "apps" / "http_basics"
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"

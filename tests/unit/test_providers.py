@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from emulator._settings import AppLoadError, load_settings
+from emulator.app._settings import AppLoadError, load_settings
 from tests.unit.test_settings import durable, restore_environment, write_app
 
 __all__ = ["restore_environment"]  # the autouse fixture applies here too

@@ -13,9 +13,9 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from emulator._app_index import load_app
-from emulator._history import EventType, OrchestrationStatus
-from emulator._replay import KnownFunctions, OrchestratorState, decide
+from emulator.app._app_index import load_app
+from emulator.durable._history import EventType, OrchestrationStatus
+from emulator.durable._replay import KnownFunctions, OrchestratorState, decide
 from tests.unit.episodes import T0, EpisodeDriver
 
 ACTIVITIES = [

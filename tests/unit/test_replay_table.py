@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from emulator import _history as h
-from emulator._history import HistoryEvent, OrchestrationStatus
-from emulator._replay import KnownFunctions, OrchestratorState, decide
+from emulator.durable import _history as h
+from emulator.durable._history import HistoryEvent, OrchestrationStatus
+from emulator.durable._replay import KnownFunctions, OrchestratorState, decide
 
 T0 = h.parse_timestamp("2024-01-01T00:00:00Z")
 NOW = T0 + timedelta(minutes=1)

@@ -6,9 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from emulator._dotnet import format_datetime, format_timespan, iso_json, iso_roundtrip, parse_timespan
-from emulator._triggers.ncrontab import CrontabError, CrontabSchedule
-from emulator._triggers.schedules import ConstantSchedule, CronSchedule, ScheduleError, create_schedule
+from emulator.app._dotnet import format_datetime, format_timespan, iso_json, iso_roundtrip, parse_timespan
+from emulator.functions.triggers.ncrontab import CrontabError, CrontabSchedule
+from emulator.functions.triggers.schedules import (
+    ConstantSchedule,
+    CronSchedule,
+    ScheduleError,
+    create_schedule,
+)
 
 
 def cron(expression: str) -> CrontabSchedule:

@@ -1,4 +1,4 @@
-"""The SDK members the emulator uses beyond the documented API (emulator/_sdk.py), on the installed SDK.
+"""The SDK members the emulator uses beyond the documented API (emulator/app/_sdk.py), on the installed SDK.
 
 ``./dev pythons`` runs this on azure-functions 1.x at the lowest versions we allow and on 2.x, so a
 release that moves one of these members fails here, by name, rather than somewhere in a replay.
@@ -14,10 +14,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from emulator import _history as h
-from emulator import _sdk as sdk
-from emulator._http_triggers import RetryContext, TraceContext
-from emulator._worker import orchestration_payload
+from emulator.app import _sdk as sdk
+from emulator.durable import _history as h
+from emulator.durable._worker import orchestration_payload
+from emulator.http._http_triggers import RetryContext, TraceContext
 from tests.unit.episodes import T0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emulator._settings import AppLoadError, load_settings
+from emulator.app._settings import AppLoadError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from emulator import _history as h
+from emulator.durable import _history as h
 from emulator.testing._time_skip import next_timer
 
 NOW = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
-from emulator._triggers.schedules import create_schedule
-from emulator._triggers.timer import ScheduleStatus, StorageScheduleMonitor, timer_info_json
+from emulator.functions.triggers.schedules import create_schedule
+from emulator.functions.triggers.timer import ScheduleStatus, StorageScheduleMonitor, timer_info_json
 
 DAILY = create_schedule("0 30 2 * * *")
 

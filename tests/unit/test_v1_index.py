@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from emulator._app_index import V1_PACKAGE, AppIndex, load_app
-from emulator._settings import AppLoadError
+from emulator.app._app_index import V1_PACKAGE, AppIndex, load_app
+from emulator.app._settings import AppLoadError
 
 V1_APP = Path(__file__).resolve().parents[1] / "apps" / "v1_app"
 

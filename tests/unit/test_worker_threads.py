@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from emulator._threads import WorkerThreads
+from emulator.functions._threads import WorkerThreads
 
 
 async def test_every_call_returns_its_own_result_on_the_loop() -> None:

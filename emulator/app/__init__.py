@@ -1,0 +1,1 @@
+"""Loading the function app: its index of functions, settings, and the SDK's private members."""

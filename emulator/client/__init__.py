@@ -1,0 +1,1 @@
+"""The durable client and the management API: starts, queries, events, purges, entity operations."""

@@ -1,0 +1,1 @@
+"""The durable engine: histories, replay, the orchestration and entity dispatchers, timers, leases."""

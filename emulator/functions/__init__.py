@@ -1,0 +1,1 @@
+"""Running functions: bindings, invocations, activities and the non-durable triggers."""

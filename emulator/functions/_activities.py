@@ -1,0 +1,125 @@
+"""Activity execution: work items in memory in, completion events out to their orchestration.
+
+The history is the durable record of an activity's work: an episode writes its ``TaskScheduled``
+rows, and only then hands the work items to this host's dispatcher (no work-item queue message
+on the critical path). A result goes back to its orchestration in memory and becomes durable in
+the next episode's history; until then a crash loses only the run, and the host that next loads
+the instance's history dispatches every scheduled activity that has no result yet (durability
+docs/durability.md invariant 4: activities run at least once, and at most twice after one crash).
+
+Activities run on the host that owns their instance's partition. They run in parallel up to
+``maxConcurrentActivityFunctions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from emulator.app._app_index import AppIndex
+from emulator.durable import _history as h
+from emulator.durable._crash import crash_point
+from emulator.durable._failure_log import function_failed
+from emulator.durable._history import HistoryEvent
+from emulator.durable._replay import HTTP_ACTIVITY
+from emulator.durable._timers import DurableClock
+from emulator.durable._worker import ActivityOutcome, run_activity, worker_thread_count
+from emulator.functions._http_activity import run_http_activity
+from emulator.functions._invocations import InvocationLog
+from emulator.functions._threads import WorkerThreads
+from emulator.taskhub._storage import WorkItem
+
+logger = logging.getLogger("emulator.activities")
+
+#: Receives each finished work item with its TaskCompleted or TaskFailed event.
+ResultSink = Callable[[WorkItem, HistoryEvent], None]
+
+
+class ActivityDispatcher:
+    def __init__(
+        self,
+        *,
+        index: AppIndex,
+        invocations: InvocationLog,
+        clock: DurableClock,
+        max_concurrent: int,
+        hub_name: str = "",
+    ) -> None:
+        self._clock = clock
+        self._hub_name = hub_name
+        self._index = index
+        self._invocations = invocations
+        self._slots = asyncio.Semaphore(max_concurrent)
+        # Synchronous activities share a thread pool as big as the Python worker's
+        # (PYTHON_THREADPOOL_THREAD_COUNT): more threads only fight over the GIL with the loop.
+        self._threads = WorkerThreads(min(max_concurrent, worker_thread_count()), "activity")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._result_sink: ResultSink | None = None
+
+    def connect(self, result_sink: ResultSink) -> None:
+        self._result_sink = result_sink
+
+    def dispatch(self, items: list[WorkItem]) -> None:
+        """Run these work items; each result goes to the result sink as soon as it is known."""
+        loop = asyncio.get_running_loop()
+        for item in items:
+            task = loop.create_task(self._run_item(item))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._tasks)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._threads.shutdown()  # even when the stop's grace period cuts the wait short
+
+    async def _run_item(self, item: WorkItem) -> None:
+        function = self._index.activity(item.name)
+        async with self._slots:
+            if item.name == HTTP_ACTIVITY and item.http_request is not None:
+                outcome = await self._run_http(item)
+            elif function is None:
+                outcome = ActivityOutcome(
+                    failure_reason=f"Activity function '{item.name}' does not exist.", failure_details=None
+                )
+            else:
+                with self._invocations.invoke(
+                    function.name, reason="(null)", instance_id=item.instance_id
+                ) as record:
+                    outcome = await run_activity(
+                        function, item.input, self._threads, instance_id=item.instance_id
+                    )
+                    if outcome.failed:
+                        record.succeeded = False
+                        record.error = outcome.failure_reason
+        crash_point("activity-after-run")
+        now = self._clock.now()
+        if outcome.failed:
+            reason = outcome.failure_reason or ""
+            function_failed(
+                self._hub_name, item.name, "Activity", item.instance_id, reason, task_event_id=item.task_id
+            )
+            event = h.task_failed(item.task_id, reason, outcome.failure_details, now)
+        else:
+            event = h.task_completed(item.task_id, outcome.result, now)
+        assert self._result_sink is not None
+        self._result_sink(item, event)
+        crash_point("activity-after-handoff")
+
+    async def _run_http(self, item: WorkItem) -> ActivityOutcome:
+        assert item.http_request is not None
+        with self._invocations.invoke(HTTP_ACTIVITY, reason="(null)", instance_id=item.instance_id) as record:
+            try:
+                return ActivityOutcome(result=await run_http_activity(item.http_request))
+            except Exception as exc:
+                record.succeeded = False
+                record.error = f"{type(exc).__name__}: {exc}"
+                reason = f"Activity function '{HTTP_ACTIVITY}' failed: {record.error}"
+                return ActivityOutcome(failure_reason=reason, failure_details=None)

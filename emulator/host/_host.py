@@ -1,0 +1,580 @@
+"""The emulator host: one object that wires the stages a request travels through.
+
+load settings and index the app -> HTTP (triggers and the durable API) -> client operations ->
+orchestration episodes and activity execution -> task hub storage. Data flows one way; the
+only loops back are queue messages, which is also how work survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from emulator.app._app_index import AppIndex, FunctionInfo, load_app
+from emulator.app._settings import AppLoadError, AppSettings, load_settings
+from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService
+from emulator.client._durable_http import DurableHttpApi
+from emulator.client._task_hubs import TaskHubClients
+from emulator.durable._entities import EntityDispatcher
+from emulator.durable._leases import LeaseKeeper
+from emulator.durable._orchestrations import OrchestrationDispatcher
+from emulator.durable._partitions import PartitionManager
+from emulator.durable._replay_check import enabled as replay_check_enabled
+from emulator.durable._timers import DurableClock, TimerScheduler
+from emulator.functions._accounts import StorageAccounts
+from emulator.functions._activities import ActivityDispatcher
+from emulator.functions._bindings import Bindings, RecordedOutput, activate, deactivate
+from emulator.functions._invocations import InvocationLog
+from emulator.functions.triggers import TriggerListeners, queues_options
+from emulator.host._host_identity import host_identity, is_dead_predecessor
+from emulator.host._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
+from emulator.http._auth import FunctionKeys
+from emulator.http._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
+from emulator.http._http_triggers import HttpTriggerRouter
+from emulator.taskhub._storage import (
+    ControlMessage,
+    MessageHandle,
+    TaskHubStorage,
+    WorkItem,
+    import_storage_clients,
+)
+from emulator.taskhub._storage_outage import StorageHealth, is_transient, retrying
+
+logger = logging.getLogger("emulator.host")
+
+
+@dataclass
+class HostOptions:
+    script_root: Path
+    port: int = 7071
+    #: Interface to listen on: loopback only, like ``func start``.
+    bind: str = "127.0.0.1"
+    #: Overrides the app's storage connection setting (tests pass their Azurite here).
+    connection_string: str | None = None
+    #: How long a message stays leased to this host without renewal; None: host.json's
+    #: controlQueueVisibilityTimeout, else the real default of 5 minutes.
+    lease_seconds: float | None = None
+    #: Longest pause between polls of an idle queue; new work is handed over without polling.
+    max_poll_interval: float = 1.0
+    #: Enforce function keys on HTTP triggers (``func start`` does not; opt in to test them).
+    enforce_auth: bool = False
+    #: Longest wait for in-flight work and hand-backs when stopping (see ``_stopping``).
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+
+
+class EmulatorHost:
+    """A running Functions host for one app and its task hub."""
+
+    def __init__(self, options: HostOptions) -> None:
+        self.options = options
+        self.invocations = InvocationLog()
+        self.settings: AppSettings | None = None
+        self.index: AppIndex | None = None
+        self.storage: TaskHubStorage | None = None
+        self.client: DurableClientService | None = None
+        #: Whether the task hub's storage answers (None until the back end starts).
+        self.storage_health: StorageHealth | None = None
+        self._runner: web.AppRunner | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._wake: list[asyncio.Event] = []
+        self._leases: LeaseKeeper | None = None
+        self._orchestrations: OrchestrationDispatcher | None = None
+        self._activities: ActivityDispatcher | None = None
+        self._timers: TimerScheduler | None = None
+        self._partitions: PartitionManager | None = None
+        self._entities: EntityDispatcher | None = None
+        #: Durable time; tests move it forward with :meth:`advance_time`.
+        self.clock = DurableClock()
+        #: Input and output bindings of every function; storage is attached in :meth:`start`.
+        self.bindings = Bindings(extension_input=self._resolve_input)
+        #: Timer, queue and blob trigger listeners (None until started).
+        self.triggers: TriggerListeners | None = None
+        self._accounts: StorageAccounts | None = None
+        #: Done once everything has started (see :meth:`start`).
+        self._ready: asyncio.Future[None] | None = None
+        self._durable_api: DurableHttpApi | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://localhost:{self.options.port}"
+
+    @property
+    def recorded_outputs(self) -> list[RecordedOutput]:
+        """What functions wrote to output bindings of services the emulator does not provide."""
+        return list(self.bindings.recorded_outputs)
+
+    def load(self) -> AppIndex:
+        """Read settings and index the app (raises AppLoadError with a readable message)."""
+        settings = load_settings(self.options.script_root)
+        for name in settings.apply_to_environment():
+            logger.info(
+                "Skipping '%s' from local settings as it's already defined in current environment variables.",
+                name,
+            )
+        if settings.storage_provider_notice:
+            logger.info("%s", settings.storage_provider_notice)
+        self.settings = settings
+        self.index = load_app(self.options.script_root)
+        return self.index
+
+    async def start(self) -> None:
+        if self.index is None:
+            self.load()
+        assert self.settings is not None and self.index is not None
+        settings, index = self.settings, self.index
+        # HTTP first: a function with no binding but HTTP answers while the durable back end
+        # starts; the durable API, the host status and functions with other bindings wait for it.
+        ready = self._ready = asyncio.get_running_loop().create_future()
+        await self._start_http(settings, index)
+        try:
+            await self._start_back_end_or_say_why(settings, index)
+        except BaseException as exc:
+            ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the host stopped"))
+            ready.exception()  # retrieved: requests that wait for it report it themselves
+            raise
+        ready.set_result(None)
+        assert self.storage is not None
+        logger.info(
+            "Host started: task hub '%s' with %d partitions",
+            self.storage.hub_name,
+            self.storage.partition_count,
+        )
+
+    async def _until_ready(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            await asyncio.shield(self._ready)
+
+    async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
+        quiet_parse_errors()
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES, middlewares=[host_limits])
+
+        async def durable_api(request: web.Request) -> web.StreamResponse:
+            await self._until_ready()
+            assert self._durable_api is not None
+            return await self._durable_api.handle(request)
+
+        DurableHttpApi.add_routes(app, durable_api)
+        # -- dashboard (emulator/http/_dashboard.py): before the HTTP trigger catch-all below ----------
+        from emulator.http._dashboard import add_dashboard_routes
+
+        add_dashboard_routes(app)
+        # -- end of dashboard --------------------------------------------------------------------
+        app.router.add_get("/admin/host/status", self._host_status)
+        app.router.add_get("/admin/host/ping", self._host_ping)
+        # v1 functions get their own folder as function_directory; the router finds it from the code.
+        router = HttpTriggerRouter(
+            index.http_functions,
+            settings.route_prefix,
+            self.invocations,
+            script_root=index.script_root if index.model == "v2" else None,
+            bindings=self.bindings,
+        )
+        prefix = f"/{settings.route_prefix}" if settings.route_prefix else ""
+        keys = self._function_keys(settings)
+
+        async def http_trigger(request: web.Request) -> web.StreamResponse:
+            rest = router.path_after_prefix(request.raw_path)
+            found = None if rest is None else router.match(request.method, rest)
+            if found is not None:
+                if keys is not None and not keys.allows(found[0], request):
+                    return web.Response(status=401)
+                if not _http_only(found[0]):
+                    await self._until_ready()  # the durable client or storage bindings
+            return await router.handle(request, self._resolve_input)
+
+        if prefix:
+            app.router.add_route("*", prefix, http_trigger)
+        app.router.add_route("*", prefix + "/{tail:.*}", http_trigger)
+        # Requests still in flight when the host stops are cancelled once the grace period is over.
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.options.stop_grace_seconds, **parser_limits()
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.options.bind, self.options.port).start()
+
+    async def _start_back_end_or_say_why(self, settings: AppSettings, index: AppIndex) -> None:
+        """Start the durable back end; a failure the caller has no message for becomes one.
+
+        Storage errors and closed ports have their own messages; anything else (a connection
+        string the storage SDKs cannot parse, say) must stop the host with a line that says why.
+        """
+        try:
+            await self._start_back_end(settings, index)
+        except Exception as exc:
+            # Imported here: the storage SDKs load on a thread when the back end starts.
+            from azure.core.exceptions import AzureError
+
+            if isinstance(exc, AppLoadError | AzureError | OSError):
+                raise
+            setting = settings.storage_connection_name
+            raise AppLoadError(
+                f"Could not start the durable back end on the storage of '{setting}' "
+                f"(task hub '{settings.hub_name}'): {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _start_back_end(self, settings: AppSettings, index: AppIndex) -> None:
+        # The storage SDKs take a third of a second to import: on a thread, so that the
+        # listener keeps answering meanwhile.
+        await asyncio.to_thread(import_storage_clients)
+        connection_string = self.options.connection_string or settings.storage_connection_string()
+        storage = self.storage = TaskHubStorage(
+            connection_string, settings.hub_name, settings.partition_count
+        )
+        await storage.create_task_hub()
+        health = self.storage_health = StorageHealth(storage.endpoint)
+
+        leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
+        orchestrations = self._orchestrations = OrchestrationDispatcher(
+            storage=storage,
+            index=index,
+            invocations=self.invocations,
+            leases=leases,
+            clock=self.clock,
+            max_concurrent=settings.max_concurrent_orchestrations,
+            # Orchestrations stay in memory between episodes unless host.json turns this off.
+            extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+            # ...and are checked against replays from the start unless the app setting says not to.
+            replay_check=replay_check_enabled(settings.values),
+        )
+        entities = self._entities = EntityDispatcher(
+            storage=storage, index=index, invocations=self.invocations, leases=leases, clock=self.clock
+        )
+        entities.connect(self._route_control)
+        timers = self._timers = TimerScheduler(self.clock, leases, self._deliver_owned)
+        activities = self._activities = ActivityDispatcher(
+            index=index,
+            invocations=self.invocations,
+            clock=self.clock,
+            max_concurrent=settings.max_concurrent_activities,
+            hub_name=storage.hub_name,
+        )
+        activities.connect(self._activity_result)
+        self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
+        orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
+        owner = host_identity(self.options.port)
+        self._partitions = PartitionManager(
+            storage.partitions_table(),
+            storage.control_queue_names,
+            owner,
+            # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
+            lease_seconds=min(30.0, leases.lease_seconds),
+            on_acquired=self._partition_acquired,
+            on_lost=self._partition_lost,
+            health=health,
+            is_dead_predecessor=lambda holder: is_dead_predecessor(holder, owner),
+        )
+        self.client = DurableClientService(
+            storage=retrying(storage, health),
+            index=index,
+            leases=leases,
+            deliver=self._route_control,
+            urls=ClientUrls(
+                public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
+            ),
+            connection_name=_connection_label(settings.storage_connection_name),
+            runs_here=lambda instance_id: (
+                self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
+            ),
+            checkpoint_written=orchestrations.checkpoint_written,
+            forget=self._forget_instance,
+            reload=orchestrations.reload,
+        )
+
+        hubs = TaskHubClients(
+            self.client,
+            accounts=StorageAccounts(settings.storage_connection_name, connection_string),
+            own_connection_string=connection_string,
+            partition_count=settings.partition_count,
+        )
+        self._durable_api = DurableHttpApi(self.client, hubs)
+
+        leases.start()
+        timers.start()
+        await self._partitions.start()
+        for partition in range(storage.partition_count):
+            self._spawn(self._poll_control(partition), f"poll-control-{partition:02d}")
+
+        # -- timer, queue and blob triggers; storage for input and output bindings ------------------
+        self._accounts = StorageAccounts(settings.storage_connection_name, connection_string)
+        queues = queues_options(settings.host_json)
+        self.bindings.attach_storage(self._accounts, queue_encoding=queues.message_encoding)
+        activate(index.functions, self.bindings)
+        self.triggers = TriggerListeners(
+            index=index,
+            host_json=settings.host_json,
+            accounts=self._accounts,
+            bindings=self.bindings,
+            invocations=self.invocations,
+            extension_input=self._resolve_input,
+            blob_scan_interval=timedelta(seconds=self.options.max_poll_interval),
+        )
+        await self.triggers.start()
+        # -- end of triggers ---------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop within the grace period, whatever storage does (see ``_stopping``).
+
+        First nothing new is taken on, then in-flight work is abandoned (it is redone from its
+        checkpoints), then partitions and leased messages are handed back as far as storage
+        answers in time, and last the clients are closed.
+        """
+        deadline = StopDeadline(self.options.stop_grace_seconds)
+        # -- timer, queue and blob triggers (first: in-flight invocations may still use the host) ---
+        if self.triggers is not None:
+            await deadline.run("stopping the triggers", self.triggers.stop())
+            self.triggers = None
+        if self.index is not None:
+            deactivate(self.index.functions)
+        if self._accounts is not None:
+            await deadline.run("closing the binding clients", self._accounts.close(), local=True)
+            self._accounts = None
+        # -- end of triggers ---------------------------------------------------------------------
+        if self._partitions is not None:
+            await self._partitions.stop(release=False)
+        for task in self._background:
+            task.cancel()
+        await deadline.run("the pollers", asyncio.gather(*self._background, return_exceptions=True))
+        self._background.clear()
+        if self._runner is not None:
+            await deadline.run("the HTTP requests in flight", self._runner.cleanup(), local=True)
+        if self._timers is not None:
+            await self._timers.stop()
+        for dispatcher in (self._activities, self._orchestrations, self._entities):
+            if dispatcher is not None:
+                await deadline.run("the work in flight", dispatcher.close(), local=True)
+        if self._leases is not None:
+            await self._leases.stop()
+        await self._hand_back(deadline)
+        if self.storage is not None:
+            await deadline.run("closing the storage clients", self.storage.close(), local=True)
+        deadline.report()
+
+    async def _hand_back(self, deadline: StopDeadline) -> None:
+        """Give partitions and leased messages back, so another host takes them over at once."""
+        if self._partitions is not None:
+            await deadline.run("handing back its partitions", self._partitions.release())
+        if self._leases is not None:
+            await deadline.run("handing back its leased messages", self._leases.release_all())
+
+    def _leases_seconds(self) -> float:
+        assert self._leases is not None
+        return self._leases.lease_seconds
+
+    def _lease_seconds(self, settings: AppSettings) -> float:
+        if self.options.lease_seconds is not None:
+            return self.options.lease_seconds
+        provider = settings.host_json.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
+        text = provider.get("controlQueueVisibilityTimeout") if isinstance(provider, dict) else None
+        return parse_timespan(str(text)) if text else 300.0
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._background.append(asyncio.create_task(coro, name=name))
+
+    # -- admin routes (as the Functions host answers them) ------------------------------------
+
+    async def _host_status(self, request: web.Request) -> web.Response:
+        await self._until_ready()
+        status: dict[str, Any] = {"id": self.settings.hub_name if self.settings else "", "state": "Running"}
+        outage = self.storage_health.not_answering if self.storage_health is not None else None
+        if outage is not None:
+            # The host's own error state, with the reason in "errors" as the host lists them.
+            status.update(state="Error", errors=[outage])
+        return web.json_response(status)
+
+    async def _host_ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    def _function_keys(self, settings: AppSettings) -> FunctionKeys | None:
+        if not self.options.enforce_auth:
+            return None
+        keys = FunctionKeys.from_settings(settings.values)
+        logger.info(
+            "Function keys are enforced (--enforce-auth): HTTP functions that are not anonymous need the "
+            "x-functions-key header or the code query parameter. Host key: %s, master key: %s "
+            "(set EMULATOR_HOST_KEY / EMULATOR_MASTER_KEY to change them).",
+            keys.host,
+            keys.master,
+        )
+        return keys
+
+    # -- bindings ---------------------------------------------------------------------------
+
+    def _resolve_input(
+        self, function: FunctionInfo, binding: Mapping[str, Any], request: web.Request | None = None
+    ) -> Any:
+        # The binding JSON does not depend on the request, so non-HTTP triggers pass none.
+        # "orchestrationClient" is the binding's name in older v1 apps.
+        if str(binding.get("type", "")).lower() in ("durableclient", "orchestrationclient"):
+            assert self.client is not None
+            return json.dumps(self.client.binding_data(binding.get("taskHub")))
+        logger.warning(
+            "Function '%s': input binding '%s' of type '%s' is not supported yet; it gets None",
+            function.name,
+            binding.get("name"),
+            binding.get("type"),
+        )
+        return None
+
+    # -- polling: timers and recovery -------------------------------------------------------
+
+    # -- control messages and partition ownership -----------------------------------------
+
+    def _route_control(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+        """Process a control message here if this host owns its partition, else let the owner."""
+        assert self.storage is not None and self._partitions is not None and self._timers is not None
+        if self._partitions.owns(self.storage.partition_of(message.instance_id)):
+            self._timers.route(message, handle)
+        elif handle is not None:
+            # It was sent leased to us: make it visible now so the owner's poller finds it.
+            self._spawn(self.storage.renew_message(handle, 0), "release-control-message")
+
+    def _deliver_owned(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+        """Hand a due control message of an owned partition to its dispatcher."""
+        assert self._orchestrations is not None and self._entities is not None
+        if message.instance_id.startswith("@"):
+            self._entities.deliver(message, handle)
+        else:
+            self._orchestrations.deliver(message, handle)
+
+    def _activity_result(self, item: WorkItem, event: dict[str, Any]) -> None:
+        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
+        if self._partitions.owns(self.storage.partition_of(item.instance_id)):
+            self._orchestrations.deliver_result(item, event)
+        else:
+            # The partition's new owner dispatched this activity again from the history.
+            logger.debug(
+                "Dropping the result of activity '%s' of '%s': its partition moved to another host",
+                item.name,
+                item.instance_id,
+            )
+
+    def _partition_acquired(self, partition: int) -> None:
+        self._wake[partition].set()
+        self._spawn(self._recover_partition(partition), f"recover-partition-{partition:02d}")
+
+    async def _recover_partition(self, partition: int) -> None:
+        """Load the unfinished instances of a newly owned partition: their activities without a
+        result in history may have been lost with the host that ran them."""
+        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
+        backoff = 0.5
+        while self._partitions.owns(partition):
+            try:
+                ids = await self.storage.instances_in_progress()
+                break
+            except Exception as exc:
+                logger.warning(
+                    "Could not list the unfinished instances (%s); retrying in %.1f s", exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        else:
+            return
+        mine = [i for i in ids if self.storage.partition_of(i) == partition and not i.startswith("@")]
+        if mine:
+            logger.info("Partition %d: loading %d unfinished orchestrations", partition, len(mine))
+        for instance_id in mine:
+            self._orchestrations.recover(instance_id)
+
+    def _partition_lost(self, partition: int) -> None:
+        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
+        storage = self.storage
+        owned_here = lambda instance_id: storage.partition_of(instance_id) == partition  # noqa: E731
+        assert self._entities is not None
+        dropped = [
+            *self._orchestrations.drop(owned_here),
+            *self._entities.drop(owned_here),
+            *self._timers.drop(owned_here),
+        ]
+        for handle in dropped:
+            if self._leases is not None:
+                self._leases.release(handle)
+            # Visible at once, so the new owner's poller finds it without waiting out our lease.
+            self._spawn(storage.renew_message(handle, 0), "release-control-message")
+
+    async def _forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
+        """Drop an instance about to be purged: its episode, queued events and timers.
+
+        Their messages are deleted rather than released: they belong to the purged execution.
+        """
+        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
+        handles = [
+            *await self._orchestrations.forget(instance_id, execution_ids),
+            *self._timers.drop(lambda other: other == instance_id),
+        ]
+        for handle in handles:
+            if self._leases is not None:
+                self._leases.release(handle)
+        await asyncio.gather(*(self.storage.delete_message(h) for h in handles), return_exceptions=True)
+
+    def advance_time(self, delta: timedelta) -> None:
+        """Move durable time forward: timers due by then fire now (call on the host's loop)."""
+        self.clock.advance(delta)
+
+    async def _poll_control(self, partition: int) -> None:
+        assert self.storage is not None and self._orchestrations is not None
+        interval = 0.05
+        while True:
+            assert self._partitions is not None
+            if not self._partitions.owns(partition):
+                # Another host owns it: wait until ownership changes (or look again later).
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake[partition].wait(), self.options.max_poll_interval)
+                self._wake[partition].clear()
+                continue
+            assert self.storage_health is not None
+            try:
+                batch = await self.storage.receive_control(partition, self._leases_seconds())
+            except Exception as exc:
+                if is_transient(exc):
+                    self.storage_health.failed(exc)  # one line for the whole outage
+                else:
+                    logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
+                batch = []
+                interval = self.options.max_poll_interval
+            else:
+                self.storage_health.answered()
+            for message, handle in batch:
+                # Recovered timer messages wait in memory for their fire time.
+                assert self._timers is not None
+                self._timers.route(message, handle)
+            if batch:
+                interval = 0.05
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake[partition].wait(), interval)
+            self._wake[partition].clear()
+            interval = min(interval * 2, self.options.max_poll_interval)
+
+
+def parse_timespan(text: str) -> float:
+    """Seconds of a .NET TimeSpan string (``[d.]hh:mm:ss[.fff]``), as host.json writes durations."""
+    days = 0.0
+    if "." in text.split(":")[0]:
+        day_text, text = text.split(".", 1)
+        days = float(day_text)
+    hours, minutes, seconds = (float(part) for part in text.split(":"))
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
+    durable = settings.host_json.get("extensions", {}).get("durableTask", {})
+    return durable.get(name, default) if isinstance(durable, dict) else default
+
+
+def _connection_label(setting_name: str) -> str:
+    # Management URLs name the connection "Storage" for the default AzureWebJobsStorage setting.
+    return "Storage" if setting_name == "AzureWebJobsStorage" else setting_name
+
+
+def _http_only(function: FunctionInfo) -> bool:
+    """True for a function whose only bindings are its HTTP trigger and HTTP output."""
+    return all(str(b.get("type", "")).lower() in ("httptrigger", "http") for b in function.bindings)

@@ -1,0 +1,1 @@
+"""The task hub: where durable state lives."""

@@ -1,0 +1,1 @@
+"""Command-line tools: the CLI, the durable commands, offline replay of saved histories."""

@@ -1,0 +1,258 @@
+"""``python -m emulator``: the command line, modelled on ``func start``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import contextlib
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+from azure.core.exceptions import AzureError
+
+from emulator.app._app_index import format_function_listing
+from emulator.app._settings import AppLoadError
+from emulator.durable._worker import close_client_sessions
+from emulator.host._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
+from emulator.host._host import EmulatorHost, HostOptions
+from emulator.host._stopping import (
+    OVERDUE_SECONDS,
+    STOP_GRACE_ENV_VAR,
+    InvalidStopGraceError,
+    exit_when_overdue,
+    parse_stop_grace,
+    stop_grace_from_environment,
+)
+from emulator.tools import _durable_cli
+
+logger = logging.getLogger("emulator")
+#: The console writer of this process (set by :func:`configure_logging`).
+_console: _ConsoleWriter | None = None
+
+
+class _HostFormatter(logging.Formatter):
+    """``[2024-04-29T10:26:20.356Z] message``, the Functions host's console format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        text = f"[{stamp}Z] {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class _ConsoleWriter:
+    """Formats and writes queued log records on a thread of its own, in batches.
+
+    A write to a slow pipe or terminal then never holds up the event loop that runs every
+    orchestration, and a busy host (four lines per step of a chain) costs one write and one
+    thread wake-up per batch rather than per line. Lines appear at most ``PAUSE`` late.
+    """
+
+    PAUSE = 0.02
+
+    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+        self.records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self._stream = stream
+        self._formatter = formatter
+        self._thread = threading.Thread(target=self._run, name="console", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.records.put(None)
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.records.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 10_000:
+                    batch.append(self.records.get_nowait())
+            lines = []
+            for record in batch:
+                if record is None:
+                    break
+                try:
+                    lines.append(self._formatter.format(record) + "\n")
+                except Exception:  # a bad record must not silence the console for good
+                    lines.append(f"(unprintable log record from {record.name})\n")
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.write("".join(lines))
+                self._stream.flush()
+            if None in batch:
+                return
+            time.sleep(self.PAUSE)  # let the next lines gather instead of waking per line
+
+
+def configure_logging(verbose: bool) -> None:
+    global _console
+    writer = _console = _ConsoleWriter(sys.stdout, _HostFormatter())
+    writer.start()
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(writer.records)]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # The Azure SDKs log every HTTP request at INFO: keep them for --verbose.
+    for noisy in ("azure", "aiohttp.access", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Run an Azure Durable Functions Python app locally, with its state in Azurite.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start the function app (like `func start`)")
+    start.add_argument("--script-root", type=Path, default=Path.cwd(), help="the app folder (default: .)")
+    start.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default: 7071)")
+    start.add_argument("--verbose", action="store_true", help="log storage and history detail")
+    start.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="how long queue messages stay leased to this host without renewal; a killed host's work "
+        "reappears after this (default: host.json's controlQueueVisibilityTimeout, else 300)",
+    )
+    start.add_argument(
+        "--stop-grace-seconds",
+        default=None,
+        help="on Ctrl+C or SIGTERM, how long to wait for work in flight and for storage before "
+        f"exiting; what is cut off is redone by the next host (default: {STOP_GRACE_ENV_VAR}, else 5)",
+    )
+    start.add_argument(
+        "--enforce-auth",
+        action="store_true",
+        help="require function keys for HTTP functions that are not anonymous (func start does not); "
+        "keys: EMULATOR_HOST_KEY, EMULATOR_MASTER_KEY, EMULATOR_FUNCTION_KEY__<name>",
+    )
+    _durable_cli.add_parser(commands)
+    # -- replay: offline replay of saved histories (emulator/tools/_replay_cli.py) --
+    from emulator.tools import _replay_cli
+
+    _replay_cli.add_parser(commands)
+    # -- end replay --
+    return parser
+
+
+async def _serve(options: HostOptions, host: EmulatorHost, clean_up: Callable[[], None]) -> None:
+    try:
+        await host.start()
+    except BaseException:
+        # Close what did start (the listener, storage clients) before the error is reported.
+        with contextlib.suppress(Exception):
+            await host.stop()
+        await close_client_sessions()
+        raise
+    assert host.index is not None and host.settings is not None
+    print()
+    print(format_function_listing(host.index, host.base_url, host.settings.route_prefix))
+    print()
+    logger.info("Dashboard: %s/dashboard", host.base_url)
+    logger.info(
+        "Host started on %s (task hub '%s'). Press Ctrl+C to stop.", host.base_url, host.settings.hub_name
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("Stopping the host...")
+        exit_when_overdue(options.stop_grace_seconds + OVERDUE_SECONDS, clean_up)
+        await host.stop()
+        await close_client_sessions()
+
+
+def start(args: argparse.Namespace) -> int:
+    script_root = args.script_root.resolve()
+    if script_root.is_dir():
+        # The Functions host starts the language worker in the app folder: user code opens its
+        # data files relative to it, however the host was started. (A missing folder is reported
+        # by the app loader.)
+        os.chdir(script_root)
+    try:
+        grace = (
+            stop_grace_from_environment()
+            if args.stop_grace_seconds is None
+            else parse_stop_grace(args.stop_grace_seconds, "--stop-grace-seconds")
+        )
+    except InvalidStopGraceError as exc:
+        logger.error("%s", exc)
+        return 1
+    options = HostOptions(
+        script_root=script_root,
+        port=args.port,
+        lease_seconds=args.lease_seconds,
+        enforce_auth=args.enforce_auth,
+        stop_grace_seconds=grace,
+    )
+    host = EmulatorHost(options)
+    storage: StorageConnection | None = None
+
+    def clean_up() -> None:
+        """What an overdue stop still does before the process ends: Azurite, the console."""
+        if storage is not None:
+            storage.close()
+        if _console is not None:
+            _console.stop()
+
+    try:
+        host.load()
+        assert host.settings is not None
+        storage = connect_storage(
+            host.settings.storage_connection_string(), script_root / "__azurite__", search_roots=[script_root]
+        )
+        options.connection_string = storage.connection_string
+        asyncio.run(_serve(options, host, clean_up))
+    except (AppLoadError, AzuriteNotInstalledError) as exc:
+        logger.error("%s", exc)
+        return 1
+    except OSError as exc:
+        logger.error("Could not start the host: %s", exc)
+        return 1
+    except AzureError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        logger.error(
+            "Could not start the host: the storage account of %s did not answer (%s). "
+            "Check the connection string, and that Azurite (or the account) is running.",
+            host.settings.storage_connection_name if host.settings else "AzureWebJobsStorage",
+            reason,
+        )
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if storage is not None:
+            storage.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "durable":
+        # Command output goes to stdout (JSON with --json): keep log lines on stderr, warnings only.
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s", force=True)
+        return _durable_cli.run(args)
+    if args.command == "replay":  # -- replay: runs no host and touches no storage --
+        return int(args.run_replay(args))
+    configure_logging(getattr(args, "verbose", False))
+    if args.command == "start":
+        return start(args)
+    return 2
