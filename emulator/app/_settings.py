@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.app._config import get_ci
 from emulator.app._providers import AZURE_STORAGE, UnknownProviderError, emulate_provider, provider_type
 
 HOST_JSON = "host.json"
@@ -147,19 +148,6 @@ def _read_json_file(path: Path) -> Any:
         ) from None
 
 
-def _get_ci(mapping: Any, key: str) -> Any:
-    """Case-insensitive lookup: the host's configuration keys are case-insensitive."""
-    if not isinstance(mapping, Mapping):
-        return None
-    if key in mapping:
-        return mapping[key]
-    wanted = key.lower()
-    for k, v in mapping.items():
-        if isinstance(k, str) and k.lower() == wanted:
-            return v
-    return None
-
-
 def _set_ci(mapping: dict[str, Any], path: list[str], value: str) -> None:
     node = mapping
     for i, part in enumerate(path):
@@ -238,7 +226,7 @@ def _whole_number(value: Any, setting: str, default: int) -> int:
 
 def _concurrency(durable: Any, key: str) -> int:
     setting = f"extensions.durableTask.{key}"
-    parsed = _whole_number(_get_ci(durable, key), setting, _default_concurrency())
+    parsed = _whole_number(get_ci(durable, key), setting, _default_concurrency())
     if parsed < 1:
         raise AppLoadError(f"{setting} in {HOST_JSON} must be at least 1, not {parsed}.")
     return parsed
@@ -256,7 +244,7 @@ def _read_values(script_root: Path) -> dict[str, str]:
             f'{LOCAL_SETTINGS_JSON} is encrypted ("IsEncrypted": true) and the emulator cannot decrypt it. '
             f"Decrypt it with 'func settings decrypt' or write the values in plain text."
         )
-    raw = _get_ci(data, "Values")
+    raw = get_ci(data, "Values")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -280,7 +268,7 @@ def _read_values(script_root: Path) -> dict[str, str]:
 
 
 def _storage_connection_name(storage: Any) -> str:
-    connection = _get_ci(storage, "connectionStringName") or _get_ci(storage, "connectionName")
+    connection = get_ci(storage, "connectionStringName") or get_ci(storage, "connectionName")
     if connection is None:
         return DEFAULT_STORAGE_CONNECTION
     if not isinstance(connection, str):
@@ -292,7 +280,7 @@ def _storage_connection_name(storage: Any) -> str:
 
 def _partition_count(storage: Any) -> int:
     partition_count = _whole_number(
-        _get_ci(storage, "partitionCount"),
+        get_ci(storage, "partitionCount"),
         "extensions.durableTask.storageProvider.partitionCount",
         DEFAULT_PARTITION_COUNT,
     )
@@ -316,18 +304,18 @@ def load_settings(script_root: Path) -> AppSettings:
     values = _read_values(root)
     _apply_host_overrides(host_json, values)
 
-    extensions = _get_ci(host_json, "extensions")
-    http = _get_ci(extensions, "http")
-    durable = _get_ci(extensions, "durableTask")
-    storage = _get_ci(durable, "storageProvider")
+    extensions = get_ci(host_json, "extensions")
+    http = get_ci(extensions, "http")
+    durable = get_ci(extensions, "durableTask")
+    storage = get_ci(durable, "storageProvider")
 
-    route_prefix = _get_ci(http, "routePrefix")
+    route_prefix = get_ci(http, "routePrefix")
     if route_prefix is None:
         route_prefix = DEFAULT_ROUTE_PREFIX
     elif not isinstance(route_prefix, str):
         raise AppLoadError(f"extensions.http.routePrefix in {HOST_JSON} must be a string.")
 
-    hub_name = _get_ci(durable, "hubName")
+    hub_name = get_ci(durable, "hubName")
     if hub_name is None or hub_name == "":
         hub_name = None
     elif not isinstance(hub_name, str):
