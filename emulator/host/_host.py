@@ -30,7 +30,7 @@ from emulator.durable._orchestrations import OrchestrationDispatcher
 from emulator.durable._partitions import PartitionManager
 from emulator.durable._replay_check import enabled as replay_check_enabled
 from emulator.durable._timers import DurableClock, TimerScheduler
-from emulator.functions._accounts import StorageAccounts
+from emulator.functions._accounts import StorageAccounts, connection_label
 from emulator.functions._activities import ActivityDispatcher
 from emulator.functions._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator.functions._invocations import InvocationLog
@@ -280,7 +280,7 @@ class EmulatorHost:
             urls=ClientUrls(
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
-            connection_name=_connection_label(settings.storage_connection_name),
+            connection_name=connection_label(settings.storage_connection_name),
             runs_here=lambda instance_id: (
                 self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
             ),
@@ -568,11 +568,6 @@ def parse_timespan(text: str) -> float:
 def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
     durable = settings.host_json.get("extensions", {}).get("durableTask", {})
     return durable.get(name, default) if isinstance(durable, dict) else default
-
-
-def _connection_label(setting_name: str) -> str:
-    # Management URLs name the connection "Storage" for the default AzureWebJobsStorage setting.
-    return "Storage" if setting_name == "AzureWebJobsStorage" else setting_name
 
 
 def _http_only(function: FunctionInfo) -> bool:
