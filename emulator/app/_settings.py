@@ -13,10 +13,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from emulator.app._config import get_ci
+from emulator.app._dotnet import parse_timespan
 from emulator.app._providers import AZURE_STORAGE, UnknownProviderError, emulate_provider, provider_type
 
 HOST_JSON = "host.json"
@@ -56,6 +58,11 @@ class AppSettings:
     partition_count: int = DEFAULT_PARTITION_COUNT
     #: The start-up line for an app whose host.json selects another durable storage provider.
     storage_provider_notice: str | None = None
+    #: ``extendedSessionsEnabled``: orchestrations stay in memory between episodes unless it is false.
+    extended_sessions: bool = True
+    #: ``storageProvider.controlQueueVisibilityTimeout``: how long a message stays leased without
+    #: renewal (None: not set; the host then uses the real default of 5 minutes).
+    control_queue_visibility_timeout: timedelta | None = None
 
     def storage_connection_string(self) -> str:
         """The storage connection string, from the environment first, as the host resolves it."""
@@ -292,6 +299,34 @@ def _partition_count(storage: Any) -> int:
     return partition_count
 
 
+def _flag(durable: Any, key: str, default: bool) -> bool:
+    # JSON true/false, or "true"/"false" in any case from an AzureFunctionsJobHost__ override.
+    value = get_ci(durable, key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise AppLoadError(
+        f"extensions.durableTask.{key} in {HOST_JSON} must be true or false, not {json.dumps(value)}."
+    )
+
+
+def _visibility_timeout(storage: Any) -> timedelta | None:
+    key = "controlQueueVisibilityTimeout"
+    value = get_ci(storage, key)
+    if value is None or value == "":
+        return None
+    parsed = parse_timespan(str(value))
+    if parsed is None or parsed <= timedelta(0):
+        raise AppLoadError(
+            f"extensions.durableTask.storageProvider.{key} in {HOST_JSON} must be a positive TimeSpan "
+            f'such as "00:05:00", not {json.dumps(value)}.'
+        )
+    return parsed
+
+
 def load_settings(script_root: Path) -> AppSettings:
     """Read and validate the app's host.json and local.settings.json."""
     root = Path(script_root).resolve()
@@ -351,4 +386,6 @@ def load_settings(script_root: Path) -> AppSettings:
         max_concurrent_orchestrations=_concurrency(durable, "maxConcurrentOrchestratorFunctions"),
         partition_count=partition_count,
         storage_provider_notice=notice,
+        extended_sessions=_flag(durable, "extendedSessionsEnabled", True),
+        control_queue_visibility_timeout=_visibility_timeout(storage),
     )

@@ -241,7 +241,7 @@ class EmulatorHost:
             clock=self.clock,
             max_concurrent=settings.max_concurrent_orchestrations,
             # Orchestrations stay in memory between episodes unless host.json turns this off.
-            extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+            extended_sessions=settings.extended_sessions,
             # ...and are checked against replays from the start unless the app setting says not to.
             replay_check=replay_check_enabled(settings.values),
         )
@@ -372,9 +372,8 @@ class EmulatorHost:
     def _lease_seconds(self, settings: AppSettings) -> float:
         if self.options.lease_seconds is not None:
             return self.options.lease_seconds
-        provider = settings.host_json.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
-        text = provider.get("controlQueueVisibilityTimeout") if isinstance(provider, dict) else None
-        return parse_timespan(str(text)) if text else 300.0
+        timeout = settings.control_queue_visibility_timeout
+        return timeout.total_seconds() if timeout is not None else 300.0
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))
@@ -553,21 +552,6 @@ class EmulatorHost:
                 await asyncio.wait_for(self._wake[partition].wait(), interval)
             self._wake[partition].clear()
             interval = min(interval * 2, self.options.max_poll_interval)
-
-
-def parse_timespan(text: str) -> float:
-    """Seconds of a .NET TimeSpan string (``[d.]hh:mm:ss[.fff]``), as host.json writes durations."""
-    days = 0.0
-    if "." in text.split(":")[0]:
-        day_text, text = text.split(".", 1)
-        days = float(day_text)
-    hours, minutes, seconds = (float(part) for part in text.split(":"))
-    return days * 86400 + hours * 3600 + minutes * 60 + seconds
-
-
-def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
-    durable = settings.host_json.get("extensions", {}).get("durableTask", {})
-    return durable.get(name, default) if isinstance(durable, dict) else default
 
 
 def _http_only(function: FunctionInfo) -> bool:
