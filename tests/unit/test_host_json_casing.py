@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,15 +27,6 @@ OTHER_CASING = {
 }
 
 
-@pytest.fixture(autouse=True)
-def restore_environment() -> Iterator[None]:
-    # EmulatorHost.load exports local.settings.json's Values to os.environ.
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 def write_host_json(root: Path, host: object) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "host.json").write_text(json.dumps(host), encoding="utf-8")
@@ -54,6 +43,7 @@ def test_durable_settings_are_read_whatever_their_casing(tmp_path: Path) -> None
 
 
 def test_the_host_takes_its_options_from_them(tmp_path: Path) -> None:
+    # The app has no local.settings.json: loading it exports nothing to the environment.
     app = shutil.copytree(HTTP_BASICS, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     write_host_json(app, OTHER_CASING)
     host = EmulatorHost(HostOptions(script_root=app))
@@ -69,12 +59,13 @@ def test_defaults_when_the_durable_settings_are_absent(tmp_path: Path) -> None:
     assert settings.control_queue_visibility_timeout is None
 
 
-def test_an_override_setting_turns_extended_sessions_off(tmp_path: Path) -> None:
+def test_override_settings_are_read_whatever_their_casing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # AzureFunctionsJobHost__ overrides are strings, in whatever casing the user wrote.
-    os.environ["AzureFunctionsJobHost__extensions__durableTask__extendedSessionsEnabled"] = "False"
-    os.environ[
-        "AZUREFUNCTIONSJOBHOST__EXTENSIONS__DURABLETASK__STORAGEPROVIDER__CONTROLQUEUEVISIBILITYTIMEOUT"
-    ] = "1.00:00:00"
+    monkeypatch.setenv("AzureFunctionsJobHost__extensions__durableTask__extendedSessionsEnabled", "False")
+    timeout = "AZUREFUNCTIONSJOBHOST__EXTENSIONS__DURABLETASK__STORAGEPROVIDER__CONTROLQUEUEVISIBILITYTIMEOUT"
+    monkeypatch.setenv(timeout, "1.00:00:00")
     settings = load_settings(write_host_json(tmp_path, {"version": "2.0"}))
     assert settings.extended_sessions is False
     assert settings.control_queue_visibility_timeout == timedelta(days=1)
