@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def modules_loaded_by(module: str) -> list[str]:
     code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
@@ -35,3 +37,11 @@ def test_an_episode_loads_no_function_running_host_or_storage_code() -> None:
     assert impure == []
     assert "aiohttp" not in loaded
     assert "azure.storage.queue" not in loaded
+
+
+@pytest.mark.parametrize("package", ["app", "functions", "http", "client", "durable", "tools"])
+def test_a_stage_package_re_exports_nothing(package: str) -> None:
+    # Their modules are imported by name (emulator.<stage>._module); the package itself stays empty.
+    loaded = modules_loaded_by(f"emulator.{package}")
+    assert [m for m in loaded if m.startswith("emulator.")] == [f"emulator.{package}"]
+    assert "aiohttp" not in loaded
