@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -287,3 +288,16 @@ def test_start_takes_the_browser_options() -> None:
     defaults = build_parser().parse_args(["start"])
     assert (defaults.cors, defaults.cors_credentials, defaults.allowed_hosts) == (None, None, [])
     assert build_parser().parse_args(["start", "--no-cors-credentials"]).cors_credentials is False
+
+
+def test_origins_that_cannot_match_and_the_wildcard_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="emulator.http"):
+        install_browser_rules(web.Application(), _settings(tmp_path, cors=f"{PAGE}/"))
+        install_browser_rules(web.Application(), _settings(tmp_path, cors="*"))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"CORS origin '{PAGE}/' never matches the Origin a browser sends (scheme://host:port)",
+        "CORS is '*': every web page you visit may call the app, the management API and the dashboard "
+        "(list origins instead).",
+    ]
