@@ -59,7 +59,10 @@ def _authority(text: str) -> tuple[str, int | None] | None:
     if not _AUTHORITY_RE.fullmatch(text):
         return None
     parts = urlsplit(f"//{text}")
-    return (parts.hostname or "").rstrip("."), parts.port
+    try:
+        return (parts.hostname or "").rstrip("."), parts.port
+    except ValueError:  # a port past 65535
+        return None
 
 
 def parse_allowed_hosts(text: str | None) -> tuple[str, ...]:
@@ -107,14 +110,14 @@ class OriginGuard:
 
 def _is_own_origin(origin: str, host: tuple[str, int | None] | None) -> bool:
     """Whether the page is one of ours: its origin names the Host it sends to (any loopback name)."""
-    if host is None or not _ORIGIN_RE.fullmatch(origin):
+    scheme, _, authority = origin.partition("://")
+    page = _authority(authority) if host is not None and _ORIGIN_RE.fullmatch(origin) else None
+    if host is None or page is None:
         return False
-    parts = urlsplit(origin)
-    default_port = 443 if parts.scheme.lower() == "https" else 80
-    name = (parts.hostname or "").rstrip(".")
-    if (parts.port or default_port) != (host[1] or default_port):
+    default_port = 443 if scheme.lower() == "https" else 80
+    if (page[1] or default_port) != (host[1] or default_port):
         return False
-    return name == host[0] or (name in LOOPBACK_NAMES and host[0] in LOOPBACK_NAMES)
+    return page[0] == host[0] or (page[0] in LOOPBACK_NAMES and host[0] in LOOPBACK_NAMES)
 
 
 def _install_guard(app: web.Application, guard: OriginGuard) -> None:

@@ -105,6 +105,12 @@ EVIL = "http://evil.example"
         ("localhost.evil.example:7071", None, 421),
         ("localhost:7071@evil.example", None, 421),
         ("", None, 421),
+        ("localhost:99999", None, 421),
+        ("localhost:7071", "http://localhost:99999", 403),
+        ("localhost", "http://localhost", None),  # default ports
+        ("localhost", "http://localhost:80", None),
+        ("localhost", "https://localhost", None),  # behind a TLS proxy on 443
+        ("localhost:80", "https://localhost", 403),
     ],
 )
 def test_the_guard_refuses_foreign_hosts_and_origins(
