@@ -234,6 +234,16 @@ class TaskHub(abc.ABC):
         ``continuation`` this task hub did not hand out raises :class:`InvalidContinuationToken`.
         """
 
+    async def query_all_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Every matching record, page after page."""
+        records: list[InstanceRecord] = []
+        continuation: str | None = None
+        while True:
+            page, continuation = await self.query_instances(query, page_size=1000, continuation=continuation)
+            records.extend(page)
+            if continuation is None:
+                return records
+
     @abc.abstractmethod
     async def unfinished_instances(self) -> list[str]:
         """Ids of the instances not finished (Pending, Running, Suspended, ContinuedAsNew)."""
