@@ -96,7 +96,9 @@ class InstanceUpdate:
 
     def then(self, later: InstanceUpdate) -> InstanceUpdate:
         """This update followed by ``later``, as one: ``later``'s fields win where it sets them."""
-        changes = {f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None}
+        changes = {
+            f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None
+        }
         return replace(self, **changes)
 
 
@@ -125,8 +127,11 @@ class ControlMessage:
 
 @dataclass
 class MessageLease:
-    """A message this host holds. Opaque to the engine except for ``leased_at`` and ``label``."""
+    """A message this host holds. Opaque to the engine except for these fields."""
 
+    #: The same on every delivery of the message: it tells a redelivered message from a new one
+    #: (histories keep it, see ``durable/_orchestrations``).
+    message_id: str
     #: For log lines, e.g. the queue and message id.
     label: str
     #: ``time.monotonic()`` when the current lease started (at the latest).
