@@ -212,30 +212,26 @@ class InstancesTable:
         }
 
     def _update_columns(self, update: InstanceUpdate) -> dict[str, Any]:
-        """The columns an update merges; one that names the instance names the hub too."""
-        columns: dict[str, Any] = {"LastUpdatedTime": update.last_updated_time}
-        if update.execution_id is not None:
-            columns["ExecutionId"] = update.execution_id
-        if update.custom_status is not None:
-            columns["CustomStatus"] = update.custom_status
-        if update.name is not None:
-            columns.update({"Name": update.name, "Input": update.input})
-        elif update.input is not None:
-            columns["Input"] = update.input
-        if update.runtime_status is not None:
-            columns["RuntimeStatus"] = update.runtime_status.name
-        if update.created_time is not None:
-            columns["CreatedTime"] = update.created_time
-        if update.name is not None:
-            columns["TaskHubName"] = self._hub_name
-        if update.created_time is not None:
-            columns["Version"] = ""
-        if update.generation is not None:
-            columns["Generation"] = update.generation
-        if update.output is not None:
-            columns["Output"] = update.output
-        if update.completed_time is not None:
-            columns["CompletedTime"] = update.completed_time
+        """The columns an update merges (None: left out, as a merge leaves them as they are).
+
+        An update that names the instance names the hub too, and one that starts an execution
+        (or creates an entity) the version, as the real provider writes them.
+        """
+        starts = update.created_time is not None
+        columns = {
+            "LastUpdatedTime": update.last_updated_time,
+            "ExecutionId": update.execution_id,
+            "CustomStatus": update.custom_status,
+            "Name": update.name,
+            "Input": update.input,
+            "RuntimeStatus": None if update.runtime_status is None else update.runtime_status.name,
+            "CreatedTime": update.created_time,
+            "TaskHubName": None if update.name is None else self._hub_name,
+            "Version": "" if starts else None,
+            "Generation": update.generation,
+            "Output": update.output,
+            "CompletedTime": update.completed_time,
+        }
         return {key: value for key, value in columns.items() if value is not None}
 
 
