@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from emulator.durable._history import OrchestrationStatus
+from emulator.durable._history import OrchestrationStatus, aware
 from emulator.taskhub._interface import (
     InstanceQuery,
     InstanceRecord,
@@ -241,12 +241,12 @@ def _record_from_row(row: dict[str, Any], etag: str | None) -> InstanceRecord:
         name=str(row.get("Name") or ""),
         runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
         execution_id=str(row.get("ExecutionId") or ""),
-        created_time=_aware(row.get("CreatedTime")),
-        last_updated_time=_aware(row.get("LastUpdatedTime")),
+        created_time=aware(row.get("CreatedTime")),
+        last_updated_time=aware(row.get("LastUpdatedTime")),
         input=_text_or_none(row.get("Input")),
         output=_text_or_none(row.get("Output")),
         custom_status=_text_or_none(row.get("CustomStatus")),
-        completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
+        completed_time=aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
         generation=int(row.get("Generation") or 0),
         version=etag,
     )
@@ -320,12 +320,6 @@ def decode_continuation_token(text: str | None) -> dict[str, str] | None:
             "Invalid continuation token.", "Newtonsoft.Json.JsonSerializationException"
         )
     return {"PartitionKey": raw.get("NextPartitionKey") or "", "RowKey": raw.get("NextRowKey") or ""}
-
-
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.fromtimestamp(0, timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _text_or_none(value: Any) -> str | None:
