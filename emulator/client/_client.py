@@ -26,11 +26,11 @@ from emulator.durable._crash import crash_point
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._replay import unknown_function_message
+from emulator.durable._routing import ControlSink
 from emulator.taskhub._storage import (
     ControlMessage,
     InstanceCondition,
     InstanceRecord,
-    MessageHandle,
     TaskHubStorage,
 )
 
@@ -67,8 +67,6 @@ PURGEABLE_STATES = (
 )
 
 INVALID_OPERATION = "System.InvalidOperationException"
-
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
 
 
 class ClientError(Exception):
