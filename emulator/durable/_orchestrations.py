@@ -2,8 +2,8 @@
 
 Each instance is handled by one actor at a time (docs/durability.md invariant 7 within a host): events
 that arrive while an episode runs wait and go into the next episode together, so a fan-in of
-many completions costs few replays. One episode follows the real provider's checkpoint order
-(docs/host-behaviour.md 4.5):
+many completions costs few replays (``emulator.durable._mailbox``). One episode follows the real
+provider's checkpoint order (docs/host-behaviour.md 4.5):
 
 1. send the outbound messages (timers, sub-orchestrations, entity operations, results to a
    parent) - invariant 2: the events this episode consumed are still in their queue messages
@@ -21,10 +21,14 @@ many completions costs few replays. One episode follows the real provider's chec
 Activity results come back in memory and are recorded by the next episode's history, so a step
 of a chain costs one storage write on its critical path. A small episode of the kind whose
 activities start before step 2 may also postpone steps 2, 4 and 5 for a few milliseconds, so
-that its activities' results are written with it (``_Unflushed``): a one-activity orchestration
+that its activities' results are written with it (``Unflushed``): a one-activity orchestration
 then writes its history once.
 
 Duplicate and stale events are recognised and dropped before the replay (invariant 6).
+
+This module decides what an episode does and in which order; its parts do it: ``_reconcile``
+sorts the events, ``_episode_runner`` replays, ``_outbound`` sends (step 1), ``_checkpoints``
+appends or holds the rows (step 2), ``_status_writer`` writes the row and deletes (steps 4, 5).
 """
 
 from __future__ import annotations
