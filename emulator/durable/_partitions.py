@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 from emulator.durable import _history as h
+from emulator.durable._history import aware
 from emulator.taskhub._storage_outage import StorageHealth, is_transient
 
 logger = logging.getLogger("emulator.partitions")
@@ -139,10 +140,10 @@ class PartitionManager:
         # after asking must not hold a partition back forever.
         stale = now - 2 * self.lease
         wants = {
-            r["RowKey"]: str(r.get("NextOwner") or "") for r in rows if _aware(r.get("NextOwnerAt")) > stale
+            r["RowKey"]: str(r.get("NextOwner") or "") for r in rows if aware(r.get("NextOwnerAt")) > stale
         }
         owners = {
-            str(r["CurrentOwner"]) for r in rows if r.get("CurrentOwner") and _aware(r.get("ExpiresAt")) > now
+            str(r["CurrentOwner"]) for r in rows if r.get("CurrentOwner") and aware(r.get("ExpiresAt")) > now
         } | {owner for owner in wants.values() if owner}
         owners.add(self.owner)
         fair_share = math.ceil(len(self._queues) / len(owners))
@@ -153,7 +154,7 @@ class PartitionManager:
                 continue
             current = str(row.get("CurrentOwner") or "")
             wanted_by = wants.get(name, "")
-            alive = current and _aware(row.get("ExpiresAt")) > now
+            alive = current and aware(row.get("ExpiresAt")) > now
             if alive and current != self.owner and self._is_dead_predecessor(current):
                 logger.info(
                     "%s is held by '%s', an earlier host on this machine and port that has ended: "
@@ -187,7 +188,7 @@ class PartitionManager:
             else:
                 self._lose(partition)
                 asks = len(self.owned) < fair_share and wanted_by in ("", self.owner)
-                self._report_wait(partition, current, _aware(row.get("ExpiresAt")) - now, asks)
+                self._report_wait(partition, current, aware(row.get("ExpiresAt")) - now, asks)
                 if asks:
                     await self._write(row, {"NextOwner": self.owner, "NextOwnerAt": now})
 
@@ -218,9 +219,3 @@ class PartitionManager:
             self.owned.discard(partition)
             logger.info("Host '%s' no longer owns %s", self.owner, self._queues[partition])
             self._on_lost(partition)
-
-
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.min.replace(tzinfo=h.utcnow().tzinfo)
-    return value if value.tzinfo else value.replace(tzinfo=h.utcnow().tzinfo)

@@ -25,7 +25,7 @@ from emulator.client._durable_http import DurableHttpApi
 from emulator.client._task_hubs import TaskHubClients
 from emulator.durable._replay_check import enabled as replay_check_enabled
 from emulator.durable._timers import DurableClock
-from emulator.functions._accounts import StorageAccounts
+from emulator.functions._accounts import StorageAccounts, connection_label
 from emulator.functions._bindings import Bindings, RecordedOutput
 from emulator.functions._invocations import InvocationLog
 from emulator.functions.triggers import TriggerListeners, queues_options
@@ -231,7 +231,7 @@ class EmulatorHost:
                 max_concurrent_orchestrations=settings.max_concurrent_orchestrations,
                 max_concurrent_activities=settings.max_concurrent_activities,
                 # Orchestrations stay in memory between episodes unless host.json turns this off.
-                extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+                extended_sessions=settings.extended_sessions,
                 # ...and are checked against replays from the start unless the app setting says not to.
                 replay_check=replay_check_enabled(settings.values),
                 max_poll_interval=self.options.max_poll_interval,
@@ -245,7 +245,7 @@ class EmulatorHost:
             urls=ClientUrls(
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
-            connection_name=_connection_label(settings.storage_connection_name),
+            connection_name=connection_label(settings.storage_connection_name),
             runs_here=runtime.runs_here,
             checkpoint_written=runtime.orchestrations.checkpoint_written,
             forget=runtime.forget_instance,
@@ -307,9 +307,8 @@ class EmulatorHost:
     def _lease_seconds(self, settings: AppSettings) -> float:
         if self.options.lease_seconds is not None:
             return self.options.lease_seconds
-        provider = settings.host_json.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
-        text = provider.get("controlQueueVisibilityTimeout") if isinstance(provider, dict) else None
-        return parse_timespan(str(text)) if text else 300.0
+        timeout = settings.control_queue_visibility_timeout
+        return timeout.total_seconds() if timeout is not None else 300.0
 
     # -- admin routes (as the Functions host answers them) ------------------------------------
 
@@ -359,26 +358,6 @@ class EmulatorHost:
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""
         self.clock.advance(delta)
-
-
-def parse_timespan(text: str) -> float:
-    """Seconds of a .NET TimeSpan string (``[d.]hh:mm:ss[.fff]``), as host.json writes durations."""
-    days = 0.0
-    if "." in text.split(":")[0]:
-        day_text, text = text.split(".", 1)
-        days = float(day_text)
-    hours, minutes, seconds = (float(part) for part in text.split(":"))
-    return days * 86400 + hours * 3600 + minutes * 60 + seconds
-
-
-def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
-    durable = settings.host_json.get("extensions", {}).get("durableTask", {})
-    return durable.get(name, default) if isinstance(durable, dict) else default
-
-
-def _connection_label(setting_name: str) -> str:
-    # Management URLs name the connection "Storage" for the default AzureWebJobsStorage setting.
-    return "Storage" if setting_name == "AzureWebJobsStorage" else setting_name
 
 
 def _http_only(function: FunctionInfo) -> bool:
