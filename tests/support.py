@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from emulator.taskhub._storage import TaskHubStorage
+    from emulator.taskhub.azure import AzureTaskHub
 
 T = TypeVar("T")
 
@@ -111,14 +111,14 @@ def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:
     return [(r["EventType"], r["EventId"], r.get("Name")) for r in rows if r["EventType"] in kinds]
 
 
-def with_task_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
-    """Run ``scenario`` against the storage of a new task hub (``TaskHubStorage`` itself)."""
-    from emulator.taskhub._storage import TaskHubStorage
+def with_task_hub(connection: str, scenario: Callable[[AzureTaskHub], Awaitable[T]]) -> T:
+    """Run ``scenario`` against a new task hub in Azurite (``AzureTaskHub`` itself)."""
+    from emulator.taskhub.azure import AzureTaskHub
 
     async def main() -> T:
-        storage = TaskHubStorage(connection, f"Hub{uuid.uuid4().hex[:12]}")
+        storage = AzureTaskHub(connection, f"Hub{uuid.uuid4().hex[:12]}")
         try:
-            await storage.create_task_hub()
+            await storage.create()
             return await scenario(storage)
         finally:
             await storage.close()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from emulator.durable._crash import crash_point
 from emulator.durable._episode import Episode
 from emulator.durable._instance import OrchestrationInstance, Unflushed
 from emulator.durable._reconcile import Delivery, Incoming
 from emulator.durable._status_writer import StatusWriter
-from emulator.taskhub._storage import StoredHistory, TaskHubStorage
+from emulator.taskhub._interface import InstanceUpdate, StoredHistory, TaskHub
 
 #: How long an episode's rows may wait in memory for the next episode's (see ``Unflushed``).
 FLUSH_DELAY = 0.05
@@ -28,7 +27,7 @@ class Checkpointer:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         status: StatusWriter,
         on_due: Callable[[OrchestrationInstance], None],
     ) -> None:
@@ -56,7 +55,7 @@ class Checkpointer:
         else:
             committed, rows = len(stored.events), episode.rows
         etag = await self._storage.append_history(
-            instance.instance_id, episode.execution_id, committed, rows, stored.etag
+            instance.instance_id, episode.execution_id, committed, rows, stored.version
         )
         instance.forget_unflushed()
         self.take_rows(instance, stored, episode, etag)
@@ -70,15 +69,15 @@ class Checkpointer:
         episode: Episode,
         kept: list[Incoming],
         consumed: list[Delivery],
-        columns: dict[str, Any],
+        update: InstanceUpdate,
     ) -> None:
         """Keep an episode's rows in memory for the next episode's transaction (``Unflushed``).
 
         ``kept`` is what it applied or dropped (pending again should its rows never be written).
         """
         start = len(stored.events)
-        self.take_rows(instance, stored, episode, stored.etag)  # the ETag of before: not written yet
-        carried = instance.unflushed = Unflushed(start, kept, consumed, columns)
+        self.take_rows(instance, stored, episode, stored.version)  # the ETag of before: not written yet
+        carried = instance.unflushed = Unflushed(start, kept, consumed, update)
         carried.timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._on_due, instance)
 
     @staticmethod
@@ -107,9 +106,9 @@ class Checkpointer:
             history.execution_id,
             carried.start,
             history.events[carried.start :],
-            history.etag,
+            history.version,
         )
         instance.forget_unflushed()
         instance.history = StoredHistory(history.events, etag, history.execution_id)
         crash_point("episode-after-history")
-        self._status.queue_status_write(instance.status, carried.columns, carried.consumed)
+        self._status.queue_status_write(instance.status, carried.update, carried.consumed)

@@ -45,12 +45,12 @@ from emulator.durable._routing import ControlSink
 from emulator.durable._timers import DurableClock
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
-from emulator.taskhub._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator.taskhub._interface import ControlMessage, InstanceUpdate, MessageLease, TaskHub
 
 logger = logging.getLogger("emulator.entities")
 
 #: An operation request with the handle of its message, if the request is the message's last.
-_Request = tuple[dict[str, Any], MessageHandle | None]
+_Request = tuple[dict[str, Any], MessageLease | None]
 
 
 def entity_instance_id(name: str, key: str) -> str:
@@ -148,7 +148,7 @@ class EntityDispatcher:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         index: AppIndex,
         invocations: InvocationLog,
         leases: LeaseKeeper,
@@ -188,8 +188,8 @@ class EntityDispatcher:
         finally:
             self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
-    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
-        handles: list[MessageHandle] = []
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageLease]:
+        handles: list[MessageLease] = []
         for instance_id in [i for i in self._entities if belongs(i)]:
             entity = self._entities.pop(instance_id)
             if entity.task is not None:
@@ -201,7 +201,7 @@ class EntityDispatcher:
     def busy(self) -> bool:
         return any(e.task is not None for e in self._entities.values())
 
-    def deliver(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def deliver(self, message: ControlMessage, handle: MessageLease | None) -> None:
         if handle is not None:
             self._leases.hold(handle)
         entity = self._entities.get(message.instance_id)
@@ -221,9 +221,9 @@ class EntityDispatcher:
             self._spawn_delete(handle)
         self._loop.wake(entity)
 
-    def _spawn_delete(self, handle: MessageHandle) -> None:
+    def _spawn_delete(self, handle: MessageLease) -> None:
         self._leases.release(handle)
-        task = asyncio.get_running_loop().create_task(self._storage.delete_message(handle))
+        task = asyncio.get_running_loop().create_task(self._storage.complete(handle))
         self._deleting.add(task)
         task.add_done_callback(self._deleting.discard)
 
@@ -283,22 +283,21 @@ class EntityDispatcher:
             [str(r["id"]) for r in requests],
             state.record(requests, window),
         )
-        columns: dict[str, Any] = {
-            "Name": f"@{name}",
-            "Input": new_state.to_json(),
-            "RuntimeStatus": OrchestrationStatus.Running.name,
-            "LastUpdatedTime": now,
-            "TaskHubName": self._storage.hub_name,
-        }
+        update = InstanceUpdate(
+            last_updated_time=now,
+            runtime_status=OrchestrationStatus.Running,
+            name=f"@{name}",
+            input=new_state.to_json(),
+        )
         if not created:
-            columns.update({"CreatedTime": now, "ExecutionId": h.new_execution_id(), "Version": ""})
-        await self._storage.merge_instance(entity.instance_id, columns)
+            update.created_time, update.execution_id = now, h.new_execution_id()
+        await self._storage.update_instance(entity.instance_id, update)
         entity.state = new_state
         # 3. Acknowledge the messages.
         handles = [consumed for _, consumed in batch if consumed is not None]
         for consumed in handles:
             self._leases.release(consumed)
-        await asyncio.gather(*(self._storage.delete_message(consumed) for consumed in handles))
+        await asyncio.gather(*(self._storage.complete(consumed) for consumed in handles))
 
     def _log_failures(
         self, instance_id: str, name: str, requests: list[dict[str, Any]], results: list[dict[str, Any]]
@@ -310,7 +309,7 @@ class EntityDispatcher:
                 reason = _error_text(result.get("result"))
                 operation, operation_id = str(request.get("op")), str(request.get("id"))
                 entity_operation_failed(
-                    self._storage.hub_name, name, instance_id, operation, operation_id, reason
+                    self._storage.name, name, instance_id, operation, operation_id, reason
                 )
 
     async def _execute(

@@ -11,7 +11,7 @@ from emulator.durable._mailbox import Mailbox
 from emulator.durable._reconcile import Delivery, HistoryIndex, Incoming
 from emulator.durable._status_writer import InstanceStatus
 from emulator.durable._worker import OrchestratorSession
-from emulator.taskhub._storage import StoredHistory
+from emulator.taskhub._interface import InstanceUpdate, StoredHistory
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Unflushed:
     #: What it consumed: pending again should its rows never be written.
     batch: list[Incoming]
     consumed: list[Delivery]
-    columns: dict[str, object]
+    update: InstanceUpdate
     timer: asyncio.TimerHandle | None = None
     #: The wait is over: write the rows without waiting for more.
     due: bool = False

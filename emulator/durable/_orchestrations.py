@@ -57,14 +57,14 @@ from emulator.durable._replay import HTTP_ACTIVITY
 from emulator.durable._routing import LocalRouter
 from emulator.durable._status_writer import StatusWriter
 from emulator.durable._timers import DurableClock
+from emulator.durable._work_items import WorkItem
 from emulator.functions._invocations import InvocationLog
-from emulator.taskhub._storage import (
+from emulator.taskhub._interface import (
     ControlMessage,
     HistoryConflictError,
-    MessageHandle,
+    MessageLease,
     StoredHistory,
-    TaskHubStorage,
-    WorkItem,
+    TaskHub,
 )
 
 logger = logging.getLogger("emulator.orchestrations")
@@ -74,7 +74,7 @@ class OrchestrationDispatcher:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         index: AppIndex,
         invocations: InvocationLog,
         leases: LeaseKeeper,
@@ -114,14 +114,14 @@ class OrchestrationDispatcher:
             on_idle=self._idle,
         )
 
-    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageLease]:
         """Forget the instances another host now owns; return the message handles they held."""
-        handles: list[MessageHandle] = []
+        handles: list[MessageLease] = []
         for instance_id in [i for i in self._instances if belongs(i)]:
             handles += self._discard(self._instances.pop(instance_id))
         return handles
 
-    async def forget(self, instance_id: str, execution_ids: set[str]) -> list[MessageHandle]:
+    async def forget(self, instance_id: str, execution_ids: set[str]) -> list[MessageLease]:
         """Forget a purged instance and its executions; return the message handles it held.
 
         Its episode and status write are cancelled and awaited, so that neither writes to
@@ -151,7 +151,7 @@ class OrchestrationDispatcher:
         instance.history = instance.session = instance.index = None
 
     @staticmethod
-    def _discard(instance: OrchestrationInstance) -> list[MessageHandle]:
+    def _discard(instance: OrchestrationInstance) -> list[MessageLease]:
         instance.dropped = True
         for task in (instance.task, instance.status.follow_up):
             if task is not None:
@@ -177,7 +177,7 @@ class OrchestrationDispatcher:
 
     # -- intake -----------------------------------------------------------------------------
 
-    def deliver(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def deliver(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Queue a control message's events for its instance and make sure an episode will run."""
         if (message.instance_id, message.execution_id) in self._purged:
             self._drop_purged(message, handle)
@@ -207,7 +207,7 @@ class OrchestrationDispatcher:
         instance.pending.append((event, Delivery(message, None, volatile=True)))
         self._loop.wake(instance)
 
-    def _drop_purged(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def _drop_purged(self, message: ControlMessage, handle: MessageLease | None) -> None:
         logger.debug(
             "Dropping a message for purged execution %s of '%s'", message.execution_id, message.instance_id
         )
@@ -386,8 +386,8 @@ class OrchestrationDispatcher:
                 self._settle(instance, batch, deferred)
                 waiting_events = {id(event) for event, _ in deferred}
                 kept = [(event, delivery) for event, delivery in batch if id(event) not in waiting_events]
-                columns = self._status.instance_columns(episode, accepted, now)
-                self._checkpoints.hold(instance, stored, episode, kept, consumed, columns)
+                update = self._status.instance_update(episode, accepted, now)
+                self._checkpoints.hold(instance, stored, episode, kept, consumed, update)
                 return True
         elif work:
             handoffs.append(functools.partial(self._dispatch, instance.instance_id, work))
@@ -402,9 +402,9 @@ class OrchestrationDispatcher:
         instance.pending = deferred + instance.pending
         self._settle(instance, batch, deferred)
         if carried is not None:
-            self._status.queue_status_write(instance.status, carried.columns, carried.consumed)
-        columns = self._status.instance_columns(episode, accepted, now)
-        self._status.queue_status_write(instance.status, columns, consumed)
+            self._status.queue_status_write(instance.status, carried.update, carried.consumed)
+        update = self._status.instance_update(episode, accepted, now)
+        self._status.queue_status_write(instance.status, update, consumed)
         if decisions.is_finished:
             # The final status is what callers wait for; nothing may overtake it.
             assert instance.status.follow_up is not None
@@ -412,7 +412,7 @@ class OrchestrationDispatcher:
             if decisions.status == OrchestrationStatus.Failed:
                 reason = decisions.output or ""
                 function_failed(
-                    self._storage.hub_name, episode.name, "Orchestrator", instance.instance_id, reason
+                    self._storage.name, episode.name, "Orchestrator", instance.instance_id, reason
                 )
             else:
                 logger.info(

@@ -18,7 +18,7 @@ from emulator.durable._reconcile import Delivery, Incoming
 from emulator.durable._replay import EpisodeDecisions
 from emulator.durable._routing import LocalRouter
 from emulator.durable._timers import DurableClock
-from emulator.taskhub._storage import ControlMessage, TaskHubStorage
+from emulator.taskhub._interface import ControlMessage, TaskHub
 
 #: Hands a message made durable to this host's dispatchers (once the history allows it).
 Handoff = Callable[[], None]
@@ -26,7 +26,7 @@ Handoff = Callable[[], None]
 
 class OutboundSender:
     def __init__(
-        self, *, storage: TaskHubStorage, leases: LeaseKeeper, clock: DurableClock, router: LocalRouter
+        self, *, storage: TaskHub, leases: LeaseKeeper, clock: DurableClock, router: LocalRouter
     ) -> None:
         self._storage = storage
         self._leases = leases

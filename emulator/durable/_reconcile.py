@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from emulator.durable import _history as h
 from emulator.durable._history import EventType, HistoryEvent
-from emulator.taskhub._storage import ControlMessage, MessageHandle, StoredHistory
+from emulator.taskhub._interface import ControlMessage, MessageLease, StoredHistory
 
 #: History column naming the queue message an event came in, to recognise redeliveries.
 MESSAGE_ID = "MessageId"
@@ -35,7 +35,7 @@ class Delivery:
     """Events of one control message and the handle to acknowledge once they are checkpointed."""
 
     message: ControlMessage
-    handle: MessageHandle | None
+    handle: MessageLease | None
     #: The events exist only in memory (activity results): nothing to acknowledge, and a
     #: crash loses them, which the activities' TaskScheduled rows make up for.
     volatile: bool = False
@@ -116,7 +116,7 @@ def reconcile(stored: StoredHistory, index: HistoryIndex, batch: list[Incoming])
                 keep = True
             elif finished and execution_id != stored.execution_id:
                 # A new execution over a finished one: its history starts again at row 0.
-                stored = StoredHistory([], stored.etag, None)
+                stored = StoredHistory([], stored.version, None)
                 scheduled, completed = set(), set()
                 completed_now.clear()
                 finished = suspended = False

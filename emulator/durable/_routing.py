@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Protocol
 
 from emulator.durable._history import HistoryEvent
-from emulator.taskhub._storage import ControlMessage, MessageHandle, WorkItem
+from emulator.durable._work_items import WorkItem
+from emulator.taskhub._interface import ControlMessage, MessageLease
 
 #: Takes a control message (and the handle of its queue message, if this host holds one).
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 #: Takes a timer's message, to deliver it at its fire time.
-TimerSink = Callable[[ControlMessage, MessageHandle | None, datetime], None]
+TimerSink = Callable[[ControlMessage, MessageLease | None, datetime], None]
 #: Takes activities to run.
 WorkSink = Callable[[list[WorkItem]], None]
 #: Takes each finished activity with its TaskCompleted or TaskFailed event.
@@ -25,12 +26,10 @@ ResultSink = Callable[[WorkItem, HistoryEvent], None]
 class LocalRouter(Protocol):
     """What an orchestration episode hands to this host once its checkpoint allows it."""
 
-    def route(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def route(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Process a control message here if this host owns its instance, else let the owner."""
 
-    def schedule_timer(
-        self, message: ControlMessage, handle: MessageHandle | None, fire_at: datetime
-    ) -> None:
+    def schedule_timer(self, message: ControlMessage, handle: MessageLease | None, fire_at: datetime) -> None:
         """Hold a timer's message until its fire time."""
 
     def run_activities(self, items: list[WorkItem]) -> None:

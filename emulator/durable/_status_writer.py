@@ -13,7 +13,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from emulator.durable import _history as h
 from emulator.durable._crash import crash_point
@@ -21,7 +20,7 @@ from emulator.durable._episode import Episode
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._reconcile import Delivery
-from emulator.taskhub._storage import StoredHistory, TaskHubStorage
+from emulator.taskhub._interface import InstanceUpdate, StoredHistory, TaskHub
 
 logger = logging.getLogger("emulator.orchestrations")
 
@@ -36,9 +35,9 @@ STATUS_QUERY_WAIT = 0.1
 
 @dataclass
 class StatusWrite:
-    """Instances-row columns and consumed messages of episodes not yet reflected in storage."""
+    """The instance update and consumed messages of episodes not yet reflected in storage."""
 
-    columns: dict[str, Any] = field(default_factory=dict)
+    update: InstanceUpdate | None = None
     consumed: list[Delivery] = field(default_factory=list)
     #: Set when the runtime status changes: written at once, without waiting for more.
     urgent: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,7 +80,7 @@ class InstanceStatus:
 
 
 class StatusWriter:
-    def __init__(self, *, storage: TaskHubStorage, leases: LeaseKeeper) -> None:
+    def __init__(self, *, storage: TaskHub, leases: LeaseKeeper) -> None:
         self._storage = storage
         self._leases = leases
         self._deleting: set[asyncio.Task[None]] = set()
@@ -94,17 +93,17 @@ class StatusWriter:
         return tasks
 
     def queue_status_write(
-        self, status: InstanceStatus, columns: dict[str, Any], consumed: list[Delivery]
+        self, status: InstanceStatus, update: InstanceUpdate, consumed: list[Delivery]
     ) -> None:
-        """Have an episode's Instances-row columns written and its messages acknowledged.
+        """Have an episode's instance update written and its messages acknowledged.
 
         The next episode need not wait for them (invariants 5 and 3 hold: both follow the
         history); they are written in episode order behind it.
         """
         pending_write = status.unwritten = status.unwritten or StatusWrite()
-        pending_write.columns.update(columns)
+        pending_write.update = update if pending_write.update is None else pending_write.update.then(update)
         pending_write.consumed += consumed
-        if "RuntimeStatus" in columns:
+        if update.runtime_status is not None:
             pending_write.urgent.set()
         if settled(status.follow_up):
             status.follow_up = asyncio.get_running_loop().create_task(self.write_status(status))
@@ -115,14 +114,15 @@ class StatusWriter:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(status.unwritten.urgent.wait(), STATUS_WRITE_DELAY)
             write, status.unwritten = status.unwritten, None
-            await self._write_once(status.instance_id, write.columns, write.consumed)
+            assert write.update is not None  # queued with its first update
+            await self._write_once(status.instance_id, write.update, write.consumed)
             status.release_waiters(written=True)
 
-    async def _write_once(self, instance_id: str, columns: dict[str, Any], consumed: list[Delivery]) -> None:
+    async def _write_once(self, instance_id: str, update: InstanceUpdate, consumed: list[Delivery]) -> None:
         backoff = 0.5
         while True:
             try:
-                if not await self._storage.merge_instance(instance_id, columns):
+                if not await self._storage.update_instance(instance_id, update):
                     logger.debug("No Instances row of '%s' to update: it was purged", instance_id)
                 break
             except Exception as exc:
@@ -156,36 +156,27 @@ class StatusWriter:
         handles = [d.handle for d in deliveries if d.handle is not None]
         for handle in handles:
             self._leases.release(handle)
-        await asyncio.gather(*(self._storage.delete_message(handle) for handle in handles))
+        await asyncio.gather(*(self._storage.complete(handle) for handle in handles))
 
-    def instance_columns(
-        self, episode: Episode, accepted: list[HistoryEvent], now: datetime
-    ) -> dict[str, Any]:
+    @staticmethod
+    def instance_update(episode: Episode, accepted: list[HistoryEvent], now: datetime) -> InstanceUpdate:
         decisions, started = episode.decisions, episode.started
-        columns: dict[str, Any] = {"LastUpdatedTime": now, "ExecutionId": episode.execution_id}
-        if decisions.custom_status is not None:
-            columns["CustomStatus"] = decisions.custom_status
+        update = InstanceUpdate(last_updated_time=now, execution_id=episode.execution_id)
+        update.custom_status = decisions.custom_status
         if episode.new_generation or any(h.event_type(e) == EventType.ExecutionStarted for e in accepted):
-            columns.update(
-                {
-                    "Name": started.get("Name"),
-                    "Input": started.get("Input"),
-                    "RuntimeStatus": OrchestrationStatus.Running.name,
-                    "CreatedTime": h.parse_timestamp(started["Timestamp"]),
-                    "TaskHubName": self._storage.hub_name,
-                    "Version": "",
-                    "Generation": int(started.get("Generation") or 0),
-                }
-            )
+            update.name, update.input = started.get("Name"), started.get("Input")
+            update.runtime_status = OrchestrationStatus.Running
+            update.created_time = h.parse_timestamp(started["Timestamp"])
+            update.generation = int(started.get("Generation") or 0)
         if episode.suspended is not None:
             reason = next((e.get("Reason") for e in reversed(accepted) if e.get("Reason") is not None), None)
             status = OrchestrationStatus.Suspended if episode.suspended else OrchestrationStatus.Running
-            columns.update({"RuntimeStatus": status.name, "Output": reason})
+            update.runtime_status, update.output = status, reason
         if decisions.is_finished:
-            columns["RuntimeStatus"] = decisions.status.name
-            columns["Output"] = decisions.output
-            columns["CompletedTime"] = now
-        return columns
+            update.runtime_status = decisions.status
+            update.output = decisions.output
+            update.completed_time = now
+        return update
 
     async def sync_instance_row(self, instance_id: str, stored: StoredHistory) -> None:
         started = next((e for e in stored.events if h.event_type(e) == EventType.ExecutionStarted), None)
@@ -205,18 +196,17 @@ class StatusWriter:
             return
         logger.info("Bringing the Instances row of '%s' up to date with its history", instance_id)
         last = h.parse_timestamp(stored.events[-1]["Timestamp"])
-        columns: dict[str, Any] = {
-            "Name": started.get("Name"),
-            "Input": started.get("Input"),
-            "RuntimeStatus": status.name,
-            "CreatedTime": h.parse_timestamp(started["Timestamp"]),
-            "LastUpdatedTime": last,
-            "ExecutionId": execution_id,
-            "TaskHubName": self._storage.hub_name,
-        }
+        update = InstanceUpdate(
+            last_updated_time=last,
+            runtime_status=status,
+            execution_id=execution_id,
+            name=started.get("Name"),
+            created_time=h.parse_timestamp(started["Timestamp"]),
+            input=started.get("Input"),
+        )
         if status not in (OrchestrationStatus.Running, OrchestrationStatus.Suspended):
-            columns.update({"Output": output, "CompletedTime": last})
-        await self._storage.merge_instance(instance_id, columns)
+            update.output, update.completed_time = output, last
+        await self._storage.update_instance(instance_id, update)
 
 
 def settled(task: asyncio.Task[None] | None) -> bool:

@@ -24,13 +24,14 @@ from emulator.durable._leases import LeaseKeeper
 from emulator.durable._orchestrations import OrchestrationDispatcher
 from emulator.durable._partitions import PartitionManager
 from emulator.durable._timers import DurableClock, TimerScheduler
+from emulator.durable._work_items import WorkItem
 from emulator.functions._activities import ActivityDispatcher
 from emulator.functions._bindings import Bindings
 from emulator.functions._invocations import InvocationLog
 from emulator.host._host_identity import is_dead_predecessor
 from emulator.host._stopping import StopDeadline
-from emulator.taskhub._storage import ControlMessage, MessageHandle, TaskHubStorage, WorkItem
-from emulator.taskhub._storage_outage import StorageHealth, is_transient
+from emulator.taskhub._interface import ControlMessage, MessageLease, TaskHub
+from emulator.taskhub._storage_outage import StorageHealth
 
 logger = logging.getLogger("emulator.host")
 
@@ -53,7 +54,7 @@ class DurableRuntime:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         health: StorageHealth,
         index: AppIndex,
         invocations: InvocationLog,
@@ -76,7 +77,7 @@ class DurableRuntime:
             bindings=bindings,
             results=self._activity_result,
             max_concurrent=options.max_concurrent_activities,
-            hub_name=storage.hub_name,
+            hub_name=storage.name,
         )
         self.orchestrations = OrchestrationDispatcher(
             storage=storage,
@@ -98,8 +99,7 @@ class DurableRuntime:
             route=self.route,
         )
         self.partitions = PartitionManager(
-            storage.partitions_table(),
-            storage.control_queue_names,
+            storage,
             owner,
             # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
             lease_seconds=min(30.0, self.leases.lease_seconds),
@@ -139,23 +139,21 @@ class DurableRuntime:
 
     # -- the local router -------------------------------------------------------------------
 
-    def route(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def route(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Process a control message here if this host owns its partition, else let the owner."""
         if self.runs_here(message.instance_id):
             self.timers.route(message, handle)
         elif handle is not None:
             # It was sent leased to us: make it visible now so the owner's poller finds it.
-            self._spawn(self._storage.renew_message(handle, 0), "release-control-message")
+            self._spawn(self._storage.renew(handle, 0), "release-control-message")
 
-    def schedule_timer(
-        self, message: ControlMessage, handle: MessageHandle | None, fire_at: datetime
-    ) -> None:
+    def schedule_timer(self, message: ControlMessage, handle: MessageLease | None, fire_at: datetime) -> None:
         self.timers.schedule(message, handle, fire_at)
 
     def run_activities(self, items: list[WorkItem]) -> None:
         self.activities.dispatch(items)
 
-    def _deliver_owned(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def _deliver_owned(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Hand a due control message of an owned partition to its dispatcher."""
         if message.instance_id.startswith("@"):
             self.entities.deliver(message, handle)
@@ -185,7 +183,7 @@ class DurableRuntime:
         backoff = 0.5
         while self.partitions.owns(partition):
             try:
-                ids = await self._storage.instances_in_progress()
+                ids = await self._storage.unfinished_instances()
                 break
             except Exception as exc:
                 logger.warning(
@@ -212,7 +210,7 @@ class DurableRuntime:
         for handle in dropped:
             self.leases.release(handle)
             # Visible at once, so the new owner's poller finds it without waiting out our lease.
-            self._spawn(storage.renew_message(handle, 0), "release-control-message")
+            self._spawn(storage.renew(handle, 0), "release-control-message")
 
     async def forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
         """Drop an instance about to be purged: its episode, queued events and timers.
@@ -225,7 +223,7 @@ class DurableRuntime:
         ]
         for handle in handles:
             self.leases.release(handle)
-        await asyncio.gather(*(self._storage.delete_message(h) for h in handles), return_exceptions=True)
+        await asyncio.gather(*(self._storage.complete(h) for h in handles), return_exceptions=True)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -241,7 +239,7 @@ class DurableRuntime:
             try:
                 batch = await self._storage.receive_control(partition, self.leases.lease_seconds)
             except Exception as exc:
-                if is_transient(exc):
+                if self._storage.is_transient(exc):
                     self._health.failed(exc)  # one line for the whole outage
                 else:
                     logger.warning("Could not read control queue %d (%s); retrying", partition, exc)

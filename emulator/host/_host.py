@@ -35,11 +35,9 @@ from emulator.host._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator.http._auth import FunctionKeys
 from emulator.http._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator.http._http_triggers import HttpTriggerRouter
-from emulator.taskhub._storage import (
-    TaskHubStorage,
-    import_storage_clients,
-)
+from emulator.taskhub._interface import TaskHub
 from emulator.taskhub._storage_outage import StorageHealth, retrying
+from emulator.taskhub.azure import import_storage_clients, is_storage_error, open_task_hub
 
 logger = logging.getLogger("emulator.host")
 
@@ -71,7 +69,7 @@ class EmulatorHost:
         self.invocations = InvocationLog()
         self.settings: AppSettings | None = None
         self.index: AppIndex | None = None
-        self.storage: TaskHubStorage | None = None
+        self.storage: TaskHub | None = None
         self.client: DurableClientService | None = None
         #: Whether the task hub's storage answers (None until the back end starts).
         self.storage_health: StorageHealth | None = None
@@ -131,7 +129,7 @@ class EmulatorHost:
         assert self.storage is not None
         logger.info(
             "Host started: task hub '%s' with %d partitions",
-            self.storage.hub_name,
+            self.storage.name,
             self.storage.partition_count,
         )
 
@@ -196,10 +194,7 @@ class EmulatorHost:
         try:
             await self._start_back_end(settings, index)
         except Exception as exc:
-            # Imported here: the storage SDKs load on a thread when the back end starts.
-            from azure.core.exceptions import AzureError
-
-            if isinstance(exc, AppLoadError | AzureError | OSError):
+            if isinstance(exc, AppLoadError | OSError) or is_storage_error(exc):
                 raise
             setting = settings.storage_connection_name
             raise AppLoadError(
@@ -212,11 +207,9 @@ class EmulatorHost:
         # listener keeps answering meanwhile.
         await asyncio.to_thread(import_storage_clients)
         connection_string = self.options.connection_string or settings.storage_connection_string()
-        storage = self.storage = TaskHubStorage(
-            connection_string, settings.hub_name, settings.partition_count
-        )
-        await storage.create_task_hub()
-        health = self.storage_health = StorageHealth(storage.endpoint)
+        storage = self.storage = open_task_hub(connection_string, settings.hub_name, settings.partition_count)
+        await storage.create()
+        health = self.storage_health = StorageHealth(storage)
 
         runtime = self.runtime = DurableRuntime(
             storage=storage,

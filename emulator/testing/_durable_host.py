@@ -29,7 +29,8 @@ from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService, 
 from emulator.functions._accounts import connection_label
 from emulator.host._azurite import free_port
 from emulator.host._host import HostOptions
-from emulator.taskhub._storage import TaskHubStorage
+from emulator.taskhub._interface import TaskHub
+from emulator.taskhub.azure import open_task_hub
 from emulator.testing._background import BackgroundHost, _WorkerLoop
 from emulator.testing._subprocess import SubprocessHost
 from emulator.testing._time_skip import next_timer
@@ -79,7 +80,7 @@ class DurableHost:
         self._client: Any = None
         # Subprocess hosts: storage access of our own, on the shared loop.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._storage: TaskHubStorage | None = None
+        self._storage: TaskHub | None = None
         self._service: DurableClientService | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class DurableHost:
             raise
 
     async def _open_service(self, port: int) -> DurableClientService:
-        storage = self._storage = TaskHubStorage(
+        storage = self._storage = open_task_hub(
             self.connection_string, self.hub_name, self.settings.partition_count
         )
         setting = self.settings.storage_connection_name

@@ -15,7 +15,7 @@ from emulator.durable import _mailbox
 from emulator.durable._history import HistoryEvent, OrchestrationStatus
 from emulator.durable._mailbox import Mailbox, MailboxLoop
 from emulator.durable._reconcile import MESSAGE_ID, Delivery, HistoryIndex, Incoming, Reconciled, reconcile
-from emulator.taskhub._storage import ControlMessage, MessageHandle, StoredHistory
+from emulator.taskhub._interface import ControlMessage, MessageLease, StoredHistory
 
 T0 = h.parse_timestamp("2024-01-01T00:00:00Z")
 ID, EXECUTION = "i1", "e1"
@@ -36,7 +36,7 @@ def incoming(
     *events: HistoryEvent, execution_id: str | None = EXECUTION, message_id: str | None = None
 ) -> list[Incoming]:
     """The events of one control message (with a queue handle when ``message_id`` is given)."""
-    handle = None if message_id is None else MessageHandle("control-00", message_id, "receipt")
+    handle = None if message_id is None else MessageLease(message_id, f"control-00 {message_id}")
     delivery = Delivery(ControlMessage(ID, list(events), execution_id), handle, volatile=handle is None)
     return [(event, delivery) for event in events]
 
@@ -107,7 +107,7 @@ def test_a_new_execution_over_a_finished_one_starts_a_fresh_history() -> None:
     result = sort(stored, incoming(new_start, execution_id="e2"))
     assert result.accepted == [new_start]
     assert result.history is not stored
-    assert (result.history.events, result.history.execution_id, result.history.etag) == ([], None, "etag")
+    assert (result.history.events, result.history.execution_id, result.history.version) == ([], None, "etag")
 
 
 def test_events_after_the_end_are_dropped() -> None:
