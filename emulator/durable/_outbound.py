@@ -18,7 +18,7 @@ from emulator.durable._reconcile import Delivery, Incoming
 from emulator.durable._replay import EpisodeDecisions
 from emulator.durable._routing import LocalRouter
 from emulator.durable._timers import DurableClock
-from emulator.taskhub._interface import ControlMessage, TaskHub
+from emulator.taskhub._interface import ControlMessage, MessageLease, TaskHub
 
 #: Hands a message made durable to this host's dispatchers (once the history allows it).
 Handoff = Callable[[], None]
@@ -51,7 +51,7 @@ class OutboundSender:
             message = ControlMessage(
                 instance_id, [h.timer_fired(timer.timer_id, timer.fire_at, fire_at)], execution_id
             )
-            handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+            handle = await self._send_held(message)
             handoffs.append(functools.partial(self._router.schedule_timer, message, handle, fire_at))
         for child in decisions.sub_orchestrations:
             parent = {
@@ -99,8 +99,16 @@ class OutboundSender:
         ]
 
     async def _send_control(self, message: ControlMessage) -> Handoff:
-        handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+        handle = await self._send_held(message)
         return functools.partial(self._router.route, message, handle)
+
+    async def _send_held(self, message: ControlMessage) -> MessageLease:
+        # Sent leased to this host and held from now on, not only once handed off after the
+        # history append: a host stopped in between (the append answered, the handoff not yet
+        # run) then still gives the message back instead of leaving it invisible for a lease.
+        handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
+        self._leases.hold(handle)
+        return handle
 
     async def persist_volatile(self, instance_id: str, batch: list[Incoming]) -> Delivery:
         """Write the in-memory activity results of a batch to a control message of their own."""

@@ -145,6 +145,7 @@ class DurableRuntime:
             self.timers.route(message, handle)
         elif handle is not None:
             # It was sent leased to us: make it visible now so the owner's poller finds it.
+            self.leases.release(handle)
             self._spawn(self._storage.renew(handle, 0), "release-control-message")
 
     def schedule_timer(self, message: ControlMessage, handle: MessageLease | None, fire_at: datetime) -> None:
