@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from emulator.host._azurite import AzuriteServer
+from emulator.testing._app_folders import app_folders
 from emulator.testing._durable_host import DurableHost, environment
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 
@@ -57,7 +58,7 @@ def durable_azurite(
 ) -> Iterator[AzuriteServer]:
     """Azurite for the session: free loopback ports, data on disk in a temp dir."""
     server = AzuriteServer.start(
-        tmp_path_factory.mktemp("durable-azurite"), search_roots=[pytestconfig.rootpath]
+        tmp_path_factory.mktemp("durable-azurite"), search_roots=app_folders(pytestconfig)
     )
     try:
         yield server
