@@ -41,6 +41,17 @@ print("added 1 package in 0s", file=sys.stderr)
 """
 
 
+def fake_npm(bin_dir: Path, calls: Path) -> Path:
+    """An ``npm`` in ``bin_dir`` that installs by linking the repository's node_modules."""
+    body = FAKE_NPM.format(
+        python=sys.executable,
+        calls=str(calls),
+        version=AZURITE_VERSION,
+        modules=str(REPO_ROOT / "node_modules"),
+    )
+    return _script(bin_dir / "npm", body)
+
+
 def _script(path: Path, body: str) -> Path:
     path.write_text(body)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -81,15 +92,15 @@ def test_azurite_is_installed_with_npm_on_first_use_and_then_reused(
     no_azurite_around: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls = tmp_path / "npm-calls.txt"
-    body = FAKE_NPM.format(
-        python=sys.executable, calls=str(calls), version=AZURITE_VERSION, modules=str(REPO_ROOT / "node_modules")
-    )
-    _script(no_azurite_around / "npm", body)
+    fake_npm(no_azurite_around, calls)
     assert find_azurite_executable() is None
-    with caplog.at_level(logging.INFO, logger="emulator.azurite"):
-        with AzuriteServer.start(tmp_path / "data") as server:
-            assert server.running and server.endpoints.all_listening()
-            assert Path(server.process.args[0]) == cache_dir() / "node_modules" / ".bin" / "azurite"
+    with (
+        caplog.at_level(logging.INFO, logger="emulator.azurite"),
+        AzuriteServer.start(tmp_path / "data") as server,
+    ):
+        assert server.running and server.endpoints.all_listening()
+        args = server.process.args
+        assert isinstance(args, list) and Path(args[0]) == cache_dir() / "node_modules" / ".bin" / "azurite"
     assert f"installing Azurite {AZURITE_VERSION} with npm into {cache_dir()}" in caplog.text
     assert "npm installed Azurite" in caplog.text
     # npm ran once, in a staging folder beside the cache entry, which is gone now.

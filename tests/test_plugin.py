@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sys
 import textwrap
 import time
 from datetime import datetime, timedelta
@@ -15,11 +14,10 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from emulator.host._azurite_install import AZURITE_VERSION
 from emulator.testing import DurableHost, DurableHostFactory, DurableHosts, assert_replays
 from emulator.testing._app_folders import app_folders
 from tests.conftest import REPO_ROOT, TEST_APPS
-from tests.test_azurite_install import FAKE_NPM
+from tests.test_azurite_install import fake_npm
 
 pytest_plugins = ["pytester"]
 
@@ -64,14 +62,7 @@ def test_a_user_project_needs_nothing_but_the_installed_package(
     installed into an empty user cache by an npm that links the repository's node_modules."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    npm = FAKE_NPM.format(
-        python=sys.executable,
-        calls=str(tmp_path / "npm-calls.txt"),
-        version=AZURITE_VERSION,
-        modules=str(REPO_ROOT / "node_modules"),
-    )
-    (bin_dir / "npm").write_text(npm)
-    (bin_dir / "npm").chmod(0o755)
+    fake_npm(bin_dir, tmp_path / "npm-calls.txt")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     pytester.makeini(INI)
