@@ -60,8 +60,12 @@ def _script(path: Path, body: str) -> Path:
 
 @pytest.fixture
 def no_azurite_around(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return hide_azurite(tmp_path, monkeypatch)
+
+
+def hide_azurite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Nowhere to find Azurite: not beside the package, not in the (empty) cache, not on PATH,
-    not in the current folder; ``node`` stays on PATH."""
+    not in the current folder; ``node`` stays on PATH, in the folder returned."""
     node = shutil.which("node")
     assert node is not None and REPO_AZURITE.exists(), "run ./dev setup"
     bin_dir = tmp_path / "bin"

@@ -14,10 +14,11 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
+from emulator.host._azurite_install import cache_dir
 from emulator.testing import DurableHost, DurableHostFactory, DurableHosts, assert_replays
 from emulator.testing._app_folders import app_folders
 from tests.conftest import REPO_ROOT, TEST_APPS
-from tests.test_azurite_install import fake_npm
+from tests.test_azurite_install import fake_npm, hide_azurite
 
 pytest_plugins = ["pytester"]
 
@@ -100,6 +101,23 @@ def test_a_user_project_needs_nothing_but_the_installed_package(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
     result.assert_outcomes(passed=2)
+
+
+def test_the_plugin_installs_azurite_on_first_use_and_says_so_on_the_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = hide_azurite(tmp_path, monkeypatch)
+    calls = fake_npm(bin_dir, tmp_path / "npm-calls.txt")
+    monkeypatch.chdir(pytester.path)
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_storage="def test_azurite(durable_azurite):\n    assert durable_azurite.running\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")  # in this process, where Azurite is hidden
+    result.assert_outcomes(passed=1)
+    said = "durable_emulator: Azurite is not installed; installing Azurite 3.37.0 with npm into"
+    result.stdout.fnmatch_lines([f"{said} {cache_dir()} (first use only*"])
+    assert calls.is_file()
 
 
 def test_azurite_is_looked_for_where_the_app_and_its_tests_are(pytester: pytest.Pytester) -> None:

@@ -1,10 +1,14 @@
-"""Where a test session's function apps are, for finding the Azurite installed beside them."""
+"""Where a test session's function apps are, and the Azurite installed beside them (or for the user)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+
+from emulator.host._azurite import find_azurite_executable, find_or_install_azurite
+from emulator.host._azurite_install import AZURITE_VERSION, cache_dir
 
 
 def app_folders(config: pytest.Config) -> list[Path]:
@@ -25,3 +29,20 @@ def app_folders(config: pytest.Config) -> list[Path]:
         folders.append(path.resolve())
     folders.append(config.rootpath)
     return list(dict.fromkeys(folders))
+
+
+def session_azurite(config: pytest.Config) -> Path:
+    """The Azurite launcher for the session: found near the apps, else installed with npm, which
+    then prints its progress on the terminal rather than into pytest's capture."""
+    folders = app_folders(config)
+    if find_azurite_executable(folders) is not None:
+        return find_or_install_azurite(folders)
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        if reporter is not None:
+            reporter.write_line(
+                f"durable_emulator: Azurite is not installed; installing Azurite {AZURITE_VERSION} with npm "
+                f"into {cache_dir()} (first use only, about a minute)"
+            )
+        return find_or_install_azurite(folders)
