@@ -22,6 +22,7 @@ from emulator.host._azurite import (
     AzuriteNotInstalledError,
     AzuriteServer,
     connect_storage,
+    describe_storage,
     find_azurite_executable,
     free_port,
     is_development_storage,
@@ -145,8 +146,19 @@ def test_blob_round_trip(azurite: AzuriteServer) -> None:
         assert container.download_blob("dir/data.bin").readall() == b"\x00payload\xff"
 
 
-def test_connect_storage_reuses_a_running_azurite(azurite: AzuriteServer, tmp_path: Path) -> None:
-    connection = connect_storage("UseDevelopmentStorage=true", tmp_path / "data", endpoints=azurite.endpoints)
+def test_connect_storage_reuses_a_running_azurite(
+    azurite: AzuriteServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="emulator.azurite"):
+        connection = connect_storage(
+            "UseDevelopmentStorage=true", tmp_path / "data", endpoints=azurite.endpoints
+        )
+    blob = f"http://127.0.0.1:{azurite.endpoints.blob_port}/{DEV_ACCOUNT_NAME}"
+    assert (
+        f"Storage: the Azurite already running on 127.0.0.1, account '{DEV_ACCOUNT_NAME}' (blob {blob},"
+        in (caplog.text)
+    )
+    assert DEV_ACCOUNT_KEY not in caplog.text
     assert connection.server is None
     assert connection.connection_string == azurite.connection_string
     connection.close()
@@ -157,6 +169,22 @@ def test_connect_storage_reuses_a_running_azurite(azurite: AzuriteServer, tmp_pa
 def test_refuses_ports_in_use(azurite: AzuriteServer, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=str(azurite.endpoints.blob_port)):
         AzuriteServer.start(tmp_path, azurite.endpoints)
+
+
+def test_storage_is_described_without_keys_or_signatures() -> None:
+    custom = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c2VjcmV0;"
+        "BlobEndpoint=http://127.0.0.1:20000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:20001/devstoreaccount1;"
+        "TableEndpoint=http://127.0.0.1:20002/devstoreaccount1"
+    )
+    assert describe_storage(custom) == (
+        "account 'devstoreaccount1' (blob http://127.0.0.1:20000/devstoreaccount1, "
+        "queue http://127.0.0.1:20001/devstoreaccount1, table http://127.0.0.1:20002/devstoreaccount1)"
+    )
+    sas = (
+        "BlobEndpoint=https://a.blob.core.windows.net/?sv=2024&sig=c2lnbmF0dXJl;SharedAccessSignature=sv=2024"
+    )
+    assert describe_storage(sas) == "account '(none named)' (blob https://a.blob.core.windows.net/)"
 
 
 # --- starting and stopping ----------------------------------------------------------------------
@@ -183,6 +211,10 @@ def test_connect_storage_starts_azurite_when_nothing_listens(
         assert connection.connection_string == endpoints.connection_string
         assert endpoints.all_listening()
         assert f"Starting Azurite ({endpoints.describe()}) in {data_dir}" in caplog.text
+        table = f"table http://127.0.0.1:{endpoints.table_port}/{DEV_ACCOUNT_NAME})"
+        assert f"Storage: Azurite started by the emulator, account '{DEV_ACCOUNT_NAME}' (" in caplog.text
+        assert f"{table}; its data in {data_dir}, its log {data_dir / 'azurite.log'}" in caplog.text
+        assert DEV_ACCOUNT_KEY not in caplog.text
         assert (data_dir / "azurite.log").is_file()
         # Killed like a crash: the ports are released at once.
         connection.server.kill()
@@ -204,9 +236,15 @@ def test_connect_storage_names_the_busy_ports(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_connect_storage_leaves_other_strings_alone(tmp_path: Path) -> None:
+def test_connect_storage_leaves_other_strings_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     value = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"
-    connection = connect_storage(value, tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="emulator.azurite"):
+        connection = connect_storage(value, tmp_path / "data")
+    assert (
+        "Storage: account 'acct' (blob https://acct.blob.core.windows.net, queue https://acct.queue.core"
+        ".windows.net, table https://acct.table.core.windows.net), from the connection string"
+    ) in caplog.text
+    assert "a2V5" not in caplog.text
     assert connection.connection_string == value
     assert connection.server is None
     connection.close()

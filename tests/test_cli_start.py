@@ -37,6 +37,10 @@ def test_a_host_whose_storage_does_not_answer_says_so_and_exits() -> None:
         "--port", str(_closed_port()), env={**os.environ, "AzureWebJobsStorage": dead}
     )
     assert returncode == 1, output
+    # The start says which storage it uses, before it finds that nobody answers there.
+    blob = f"http://127.0.0.1:{nobody}/devstoreaccount1"
+    assert f"Storage: account 'devstoreaccount1' (blob {blob}, queue {blob}, table {blob})" in output
+    assert "AccountKey" not in output
     assert "the storage account of AzureWebJobsStorage did not answer" in output
     assert "Traceback" not in output and "Unclosed" not in output
 

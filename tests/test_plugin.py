@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import textwrap
 import time
@@ -13,8 +14,11 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
+from emulator.host._azurite_install import cache_dir
 from emulator.testing import DurableHost, DurableHostFactory, DurableHosts, assert_replays
+from emulator.testing._app_folders import app_folders
 from tests.conftest import REPO_ROOT, TEST_APPS
+from tests.test_azurite_install import fake_npm, hide_azurite
 
 pytest_plugins = ["pytester"]
 
@@ -50,8 +54,18 @@ def test_the_entry_point_registers_fixtures_options_and_marker(pytester: pytest.
     assert "durable_script_root" in options and "durable_subprocess" in options
 
 
-def test_a_user_project_needs_nothing_but_the_installed_package(pytester: pytest.Pytester) -> None:
-    """An app folder with its tests and no conftest: the plugin finds the app at the rootdir."""
+def test_a_user_project_needs_nothing_but_the_installed_package(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An app folder with its tests and no conftest: the plugin finds the app at the rootdir.
+
+    Without a node_modules beside the package (a non-editable install), the pinned Azurite is
+    installed into an empty user cache by an npm that links the repository's node_modules."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_npm(bin_dir, tmp_path / "npm-calls.txt")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     pytester.makeini(INI)
     pytester.makefile(".json", host='{"version": "2.0"}')
     pytester.makepyfile(
@@ -87,6 +101,35 @@ def test_a_user_project_needs_nothing_but_the_installed_package(pytester: pytest
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
     result.assert_outcomes(passed=2)
+
+
+def test_the_plugin_installs_azurite_on_first_use_and_says_so_on_the_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = hide_azurite(tmp_path, monkeypatch)
+    calls = fake_npm(bin_dir, tmp_path / "npm-calls.txt")
+    monkeypatch.chdir(pytester.path)
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_storage="def test_azurite(durable_azurite):\n    assert durable_azurite.running\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")  # in this process, where Azurite is hidden
+    result.assert_outcomes(passed=1)
+    said = "durable_emulator: Azurite is not installed; installing Azurite 3.37.0 with npm into"
+    result.stdout.fnmatch_lines([f"{said} {cache_dir()} (first use only*"])
+    assert calls.is_file()
+
+
+def test_azurite_is_looked_for_where_the_app_and_its_tests_are(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "durable_script_root = app\n")
+    (pytester.path / "app" / "tests").mkdir(parents=True)
+    config = pytester.parseconfig("app/tests/test_x.py::test_one", str(pytester.path / "other"))
+    assert app_folders(config) == [
+        pytester.path / "app",
+        pytester.path / "app" / "tests" / "test_x.py",
+        pytester.path / "other",
+        config.rootpath,
+    ]
 
 
 # -- hosts ---------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from azure.storage.queue import QueueClient
 from emulator.app._app_index import format_function_listing
 from emulator.functions._invocations import InvocationRecord
 from emulator.functions.triggers.hostid import host_id
+from emulator.functions.triggers.timer import ScheduleStatus
 from emulator.testing import BackgroundHost
 from tests.conftest import TEST_APPS, start_host
 from tests.support import request
@@ -168,8 +169,10 @@ def test_a_timer_that_missed_its_schedule_runs_past_due_at_startup(
     with BlobServiceClient.from_connection_string(storage_connection) as service:
         blob = service.get_blob_client("azure-webjobs-hosts", name)
         status = json.loads(blob.download_blob().readall())
-    assert datetime.fromisoformat(status["Last"]) > datetime.now().astimezone() - timedelta(minutes=5)
-    assert datetime.fromisoformat(status["Next"]) > datetime.now().astimezone()
+    # Newtonsoft trims the fraction's trailing zeros, which Python 3.10's fromisoformat refuses.
+    recorded = ScheduleStatus.from_json(status)
+    assert recorded.last is not None and recorded.last > datetime.now().astimezone() - timedelta(minutes=5)
+    assert recorded.next is not None and recorded.next > datetime.now().astimezone()
 
 
 # -- queues --------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Azurite (the local Azure Storage emulator) as a child process.
 
-The emulator keeps all durable state in Azure Storage. Locally that is Azurite, started from the
-``node_modules`` of the emulator repository. :func:`connect_storage` applies the same rule as
-``func start``: a development-storage connection string (``UseDevelopmentStorage=true``) means
+The emulator keeps all durable state in Azure Storage. Locally that is Azurite, found in a
+``node_modules`` (the emulator repository's, the app's: :func:`search_places`) or installed on first
+use into a per-user cache (emulator/host/_azurite_install.py). :func:`connect_storage` applies the
+same rule as ``func start``: a development-storage connection string (``UseDevelopmentStorage=true``) means
 "Azurite on 127.0.0.1 ports 10000-10002"; if it is already running there it is used, otherwise it
 is started with its data kept on disk.
 
@@ -34,9 +35,16 @@ from types import TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from emulator.host._azurite_install import (
+    AZURITE_VERSION,
+    AzuriteNotInstalledError,
+    cache_dir,
+    install_azurite,
+    launcher_in,
+)
+
 logger = logging.getLogger("emulator.azurite")
 
-AZURITE_VERSION = "3.37.0"
 DEV_ACCOUNT_NAME = "devstoreaccount1"
 DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -146,6 +154,28 @@ def client_options(connection_string: str) -> dict[str, Any]:
     return {"use_env_settings": False} if local else {}
 
 
+def storage_endpoints(connection_string: str) -> tuple[str, dict[str, str]]:
+    """The account name and the blob, queue and table endpoints a connection string names: explicit
+    ``BlobEndpoint=...`` settings, else ``<protocol>://<account>.<service>.<EndpointSuffix>``."""
+    settings = _parse_connection_string(connection_string)
+    account = settings.get("accountname", "")
+    protocol = settings.get("defaultendpointsprotocol", "https")
+    suffix = settings.get("endpointsuffix", "core.windows.net")
+    endpoints = {}
+    for service in ("blob", "queue", "table"):
+        explicit = settings.get(f"{service}endpoint")
+        if explicit or account:
+            endpoints[service] = explicit or f"{protocol}://{account}.{service}.{suffix}"
+    return account, endpoints
+
+
+def describe_storage(connection_string: str) -> str:
+    """``account 'name' (blob URL, queue URL, table URL)``, for the log: never the key or a SAS."""
+    account, endpoints = storage_endpoints(connection_string)
+    urls = ", ".join(f"{service} {url.split('?', 1)[0]}" for service, url in endpoints.items())
+    return f"account '{account or '(none named)'}' ({urls or 'no endpoints named'})"
+
+
 def is_development_storage(connection_string: str) -> bool:
     """True for ``UseDevelopmentStorage=true`` (any case, whitespace and a trailing ``;`` tolerated).
 
@@ -156,54 +186,74 @@ def is_development_storage(connection_string: str) -> bool:
     return value is not None and value.lower() == "true"
 
 
-def _executable_names() -> tuple[str, ...]:
-    if sys.platform == "win32":
-        return ("azurite.cmd", "azurite")
-    return ("azurite",)
+def search_places(search_roots: Sequence[Path] = ()) -> list[Path]:
+    """The folders whose ``node_modules/.bin`` may hold the Azurite launcher, in the order tried.
+
+    The emulator's own folder (a source checkout's ``node_modules``), then each of ``search_roots``
+    (the function app's folder) and the current directory with the folders above them, the way
+    Node.js resolves ``node_modules``, and last the per-user cache the emulator installs into.
+    """
+    places: list[Path] = []
+    starts = [Path(root).resolve() for root in (*search_roots, Path.cwd())]
+    for folder in (REPO_ROOT, *(up for start in starts for up in (start, *start.parents)), cache_dir()):
+        if folder not in places:
+            places.append(folder)
+    return places
 
 
 def find_azurite_executable(search_roots: Sequence[Path] = ()) -> Path | None:
-    """Find the Azurite launcher.
-
-    Looks for ``node_modules/.bin/azurite`` under the emulator repository, then under each of
-    ``search_roots`` (typically the function app's script root), then under the current directory,
-    and finally for an ``azurite`` on ``PATH``.
-    """
-    roots: list[Path] = []
-    for root in (REPO_ROOT, *search_roots, Path.cwd()):
-        resolved = Path(root).resolve()
-        if resolved not in roots:
-            roots.append(resolved)
-    for root in roots:
-        for name in _executable_names():
-            candidate = root / "node_modules" / ".bin" / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return candidate
+    """The Azurite launcher in the first of :func:`search_places` that has one, else an ``azurite`` on
+    ``PATH``, else None."""
+    for folder in search_places(search_roots):
+        found = launcher_in(folder)
+        if found is not None:
+            return found
     on_path = shutil.which("azurite")
     return Path(on_path) if on_path else None
 
 
-class AzuriteNotInstalledError(RuntimeError):
-    """Azurite (or Node.js, which it runs on) cannot be found."""
+def looked_in(search_roots: Sequence[Path] = ()) -> str:
+    """The places :func:`find_azurite_executable` looks in, for an error message."""
+    starts = ", ".join(str(Path(root).resolve()) for root in (*search_roots, Path.cwd()))
+    return (
+        f"looked for node_modules/.bin/azurite in {REPO_ROOT}, in {starts} and the folders above them, "
+        f"in the cache {cache_dir()}, and for azurite on PATH"
+    )
 
-    @classmethod
-    def missing(cls) -> AzuriteNotInstalledError:
-        in_app = f"`npm install azurite@{AZURITE_VERSION}` in your function app directory"
-        # Only a source checkout has a `dev` script; an installed package lives in site-packages.
-        if (REPO_ROOT / "dev").is_file() and (REPO_ROOT / "package.json").is_file():
-            install = f"run `./dev setup` in the emulator repository ({REPO_ROOT}), or {in_app}"
-        else:
-            install = f"run {in_app} (or put an `azurite` command on PATH)"
+
+def find_or_install_azurite(search_roots: Sequence[Path] = ()) -> Path:
+    """The Azurite launcher :func:`find_azurite_executable` finds, else the pinned Azurite installed
+    with npm into the per-user cache (see emulator/host/_azurite_install.py)."""
+    found = find_azurite_executable(search_roots)
+    if found is not None:
         if shutil.which("node") is None:
-            return cls(
-                "Node.js was not found on PATH, and Azurite (the local Azure Storage emulator) runs on it. "
-                "Install Node.js 18+ (https://nodejs.org or your package manager), then install Azurite: "
-                f"{install}."
-            )
-        return cls(
-            f"Azurite is not installed. {install[0].upper()}{install[1:]}; "
-            "Node.js 18+ is required (https://nodejs.org or your package manager)."
+            raise missing_azurite_error(search_roots)
+        return found
+    try:
+        return install_azurite()
+    except AzuriteNotInstalledError as exc:
+        raise AzuriteNotInstalledError(f"{exc} (Azurite not found: {looked_in(search_roots)})") from None
+
+
+def missing_azurite_error(search_roots: Sequence[Path] = ()) -> AzuriteNotInstalledError:
+    """How to install Azurite by hand, and where it was looked for."""
+    in_app = f"`npm install azurite@{AZURITE_VERSION}` in your function app directory"
+    # Only a source checkout has a `dev` script; an installed package lives in site-packages.
+    if (REPO_ROOT / "dev").is_file() and (REPO_ROOT / "package.json").is_file():
+        install = f"run `./dev setup` in the emulator repository ({REPO_ROOT}), or {in_app}"
+    else:
+        install = f"run {in_app} (or put an `azurite` command on PATH)"
+    where = looked_in(search_roots)
+    if shutil.which("node") is None:
+        return AzuriteNotInstalledError(
+            "Node.js was not found on PATH, and Azurite (the local Azure Storage emulator) runs on it. "
+            "Install Node.js 18+ (https://nodejs.org or your package manager), then install Azurite: "
+            f"{install} ({where})."
         )
+    return AzuriteNotInstalledError(
+        f"Azurite is not installed ({where}). {install[0].upper()}{install[1:]}; "
+        "Node.js 18+ is required (https://nodejs.org or your package manager)."
+    )
 
 
 def _read_tail(path: Path, offset: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
@@ -240,20 +290,19 @@ class AzuriteServer:
     ) -> AzuriteServer:
         """Start Azurite with its data in ``location`` and wait until all three services answer.
 
-        With ``endpoints`` None, three free loopback ports are chosen. Raises
-        :class:`AzuriteNotInstalledError` when Azurite cannot be found and :class:`RuntimeError`
+        With ``endpoints`` None, three free loopback ports are chosen. Without ``executable``, Azurite
+        is looked for where :func:`search_places` says and installed with npm when it is not found.
+        Raises :class:`AzuriteNotInstalledError` when it can be neither found nor installed and
+        :class:`RuntimeError`
         when it exits early or does not answer within ``ready_timeout`` seconds.
         """
         if executable is None:
-            executable = find_azurite_executable(search_roots)
-            if executable is None or shutil.which("node") is None:
-                raise AzuriteNotInstalledError.missing()
+            executable = find_or_install_azurite(search_roots)
         else:
             executable = Path(executable)
             if not executable.is_file():
                 raise AzuriteNotInstalledError(
-                    f"Azurite executable {executable} does not exist. "
-                    + str(AzuriteNotInstalledError.missing())
+                    f"Azurite executable {executable} does not exist. " + str(missing_azurite_error())
                 )
         executable = executable.absolute()
         location = Path(location).absolute()
@@ -484,12 +533,17 @@ def connect_storage(
     ``endpoints`` replaces the default ports (10000-10002).
     """
     if not is_development_storage(connection_string):
+        logger.info("Storage: %s, from the connection string", describe_storage(connection_string))
         return StorageConnection(connection_string, None)
 
     endpoints = endpoints or AzuriteEndpoints()
     busy = endpoints.listening_ports()
     if len(busy) == len(endpoints.ports):
-        logger.info("Using the Azurite already running on %s (%s)", endpoints.host, endpoints.describe())
+        logger.info(
+            "Storage: the Azurite already running on %s, %s",
+            endpoints.host,
+            describe_storage(endpoints.connection_string),
+        )
         return StorageConnection(endpoints.connection_string, None)
     if busy:
         free = [port for port in endpoints.ports if port not in busy]
@@ -504,4 +558,10 @@ def connect_storage(
     data_dir = Path(data_dir)
     logger.info("Starting Azurite (%s) in %s", endpoints.describe(), data_dir)
     server = AzuriteServer.start(data_dir, endpoints, search_roots=search_roots)
+    logger.info(
+        "Storage: Azurite started by the emulator, %s; its data in %s, its log %s",
+        describe_storage(server.connection_string),
+        server.location,
+        server.log_path,
+    )
     return StorageConnection(server.connection_string, server)

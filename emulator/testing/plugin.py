@@ -2,7 +2,8 @@
 
 Registered through the package's ``pytest11`` entry point, so installing the package is enough.
 
-* ``durable_azurite`` (session): Azurite on free loopback ports, its data on disk in a temp dir.
+* ``durable_azurite`` (session): Azurite on free loopback ports, its data on disk in a temp dir;
+  found where the apps and tests are, else installed with npm on first use (``_app_folders``).
 * ``durable_storage_connection`` (session): its connection string, also set as
   ``AzureWebJobsStorage`` for the session (as a variable set before ``func start`` would be).
 * ``durable_host``: a running host for the app, shared by the tests that ask for the same
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from emulator.host._azurite import AzuriteServer
+from emulator.testing._app_folders import session_azurite
 from emulator.testing._durable_host import DurableHost, environment
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 
@@ -57,7 +59,7 @@ def durable_azurite(
 ) -> Iterator[AzuriteServer]:
     """Azurite for the session: free loopback ports, data on disk in a temp dir."""
     server = AzuriteServer.start(
-        tmp_path_factory.mktemp("durable-azurite"), search_roots=[pytestconfig.rootpath]
+        tmp_path_factory.mktemp("durable-azurite"), executable=session_azurite(pytestconfig)
     )
     try:
         yield server

@@ -34,6 +34,7 @@ from emulator.host._stopping import (
 )
 from emulator.taskhub.azure import is_storage_error
 from emulator.tools import _durable_cli
+from emulator.tools._debug import DEFAULT_DEBUG_PORT, DebuggerUnavailableError, listen_for_debugger
 
 logger = logging.getLogger("emulator")
 #: The console writer of this process (set by :func:`configure_logging`).
@@ -139,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="require function keys for HTTP functions that are not anonymous (func start does not); "
         "keys: EMULATOR_HOST_KEY, EMULATOR_MASTER_KEY, EMULATOR_FUNCTION_KEY__<name>",
     )
+    start.add_argument(
+        "--debug",
+        nargs="?",
+        type=int,
+        const=DEFAULT_DEBUG_PORT,
+        default=None,
+        metavar="PORT",
+        help=f"listen for a debugger (VS Code's attach, through debugpy) on 127.0.0.1:PORT "
+        f"(default: {DEFAULT_DEBUG_PORT}); needs the [debug] extra",
+    )
     _add_browser_options(start)
     _durable_cli.add_parser(commands)
     # -- replay: offline replay of saved histories (emulator/tools/_replay_cli.py) --
@@ -242,6 +253,8 @@ def start(args: argparse.Namespace) -> int:
             _console.stop()
 
     try:
+        if args.debug is not None:
+            listen_for_debugger(args.debug)
         host.load()
         assert host.settings is not None
         storage = connect_storage(
@@ -249,7 +262,7 @@ def start(args: argparse.Namespace) -> int:
         )
         options.connection_string = storage.connection_string
         asyncio.run(_serve(options, host, clean_up))
-    except (AppLoadError, AzuriteNotInstalledError) as exc:
+    except (AppLoadError, AzuriteNotInstalledError, DebuggerUnavailableError) as exc:
         logger.error("%s", exc)
         return 1
     except OSError as exc:

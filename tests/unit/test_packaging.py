@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
@@ -24,10 +25,25 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
+
+
 def _requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    listed = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-    return [Requirement(text) for text in listed]
+    project = _project()
+    extras = project["optional-dependencies"]
+    listed = [*project["dependencies"], *(text for texts in extras.values() for text in texts)]
+    return [Requirement(text) for text in dict.fromkeys(listed)]
+
+
+def test_every_extra_is_part_of_the_dev_extra_with_the_same_range() -> None:
+    # Our own runs install [dev]: what [debug] and [test] promise is then what the suite tests.
+    extras = _project()["optional-dependencies"]
+    assert set(extras) == {"debug", "test", "dev"}
+    assert extras["test"] == ["pytest>=8.3.0"]  # all the plugin needs beside the package itself
+    for name in ("debug", "test"):
+        assert set(extras[name]) <= set(extras["dev"]), f"[{name}] differs from [dev]"
 
 
 def _pins(name: str) -> dict[str, Version]:

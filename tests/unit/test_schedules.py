@@ -34,6 +34,9 @@ def cron(expression: str) -> CrontabSchedule:
         # Day of month and day of week must both match (NCrontab), unlike Vixie cron.
         ("0 0 13 * 5", datetime(2024, 1, 1), datetime(2024, 9, 13)),
         ("5/20 * * * * *", datetime(2024, 1, 1, 0, 0, 26), datetime(2024, 1, 1, 0, 0, 45)),
+        # NCrontab takes any prefix of a name (croniter only three letters): Thursday 4 January.
+        ("0 0 9 * * Thurs", datetime(2024, 1, 1), datetime(2024, 1, 4, 9, 0, 0)),
+        ("0 0 9 * * t", datetime(2024, 1, 1), datetime(2024, 1, 2, 9, 0, 0)),  # the first match: Tuesday
     ],
 )
 def test_next_occurrence_matches_ncrontab(expression: str, base: datetime, expected: datetime) -> None:

@@ -3,14 +3,26 @@
 Five fields (minute hour day month day-of-week) or six with seconds first. Each field takes ``*``,
 numbers, ranges ``a-b``, steps ``*/n``, ``a-b/n`` and ``a/n`` (a to the maximum), comma lists, and
 month and day names (any prefix, case-insensitive). Day of month and day of week must both match.
-The occurrence search is a transcription of ``CrontabSchedule.GetNextOccurrence``.
+
+The occurrences come from croniter (``day_or=False``, ``second_at_beginning=True``), which finds
+NCrontab's for every case of tests/unit/test_schedules.py. The parser stays ours, because croniter
+parses otherwise than NCrontab in what the host shows and accepts:
+
+* names: NCrontab takes any prefix (``Thurs``, ``Thursday``, ``T`` for Tuesday); croniter only the
+  three-letter ones (``0 0 * * * Thurs``: ``CroniterNotAlphaError``);
+* errors: the host reports NCrontab's messages (``61 is higher than the maximum allowable value for
+  the [Minute] field``, ``'Funday' is not a known value name``); croniter has its own
+  (``[0 61 * * * *] is not acceptable, out of range``);
+* the expanded form the host logs (``0,15,30,45 * * * * *`` for ``*/15 * * * * *``), which croniter
+  does not produce. croniter is given that form, so both read one schedule.
 """
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import datetime
+
+from croniter import CroniterBadDateError, croniter
 
 _NAMES = {
     "Month": (
@@ -183,55 +195,10 @@ class CrontabSchedule:
 
     def next_occurrence(self, base: datetime) -> datetime:
         """The first occurrence strictly after ``base`` (a naive wall-clock time), as NCrontab finds it."""
-        limit = base.year + 30  # far past any real schedule; "0 0 0 30 2 *" never occurs
-        while True:
-            candidate = self._next_date_time(base, limit)
-            # .NET DayOfWeek: Sunday is 0; Python's weekday(): Monday is 0.
-            if (candidate.weekday() + 1) % 7 in self.days_of_week.values:
-                return candidate
-            base = datetime(candidate.year, candidate.month, candidate.day, 23, 59, 59)
-
-    def _next_date_time(self, base: datetime, limit: int) -> datetime:
-        nil = -1
-        seconds = self.seconds or CrontabField("Second", frozenset({0}))
-        year, month, day = base.year, base.month, base.day
-        hour, minute, second = base.hour, base.minute, base.second + 1
-
-        second = seconds.next(second)
-        if second == nil:
-            second = seconds.first
-            minute += 1
-        minute = self.minutes.next(minute)
-        if minute == nil:
-            minute = self.minutes.first
-            hour += 1
-        hour = self.hours.next(hour)
-        if hour == nil:
-            minute = self.minutes.first
-            hour = self.hours.first
-            day += 1
-        elif hour > base.hour:
-            minute = self.minutes.first
-        day = self.days.next(day)
-        while True:
-            if day == nil:
-                second, minute, hour = seconds.first, self.minutes.first, self.hours.first
-                day = self.days.first
-                month += 1
-            elif day > base.day:
-                second, minute, hour = seconds.first, self.minutes.first, self.hours.first
-            month = self.months.next(month)
-            if month == nil:
-                second, minute, hour = seconds.first, self.minutes.first, self.hours.first
-                day, month = self.days.first, self.months.first
-                year += 1
-            elif month > base.month:
-                second, minute, hour = seconds.first, self.minutes.first, self.hours.first
-                day = self.days.first
-            if year > limit:
-                raise CrontabError(f"The schedule '{self}' has no occurrence after {base:%Y-%m-%d}.")
-            changed = (year, month, day) != (base.year, base.month, base.day)
-            if day > 28 and changed and day > calendar.monthrange(year, month)[1]:
-                day = nil
-                continue
-            return datetime(year, month, day, hour, minute, second)
+        # croniter reads the expanded form (numbers only); day_or=False: both day fields must match.
+        search = croniter(str(self), base, day_or=False, second_at_beginning=self.seconds is not None)
+        try:
+            found: datetime = search.get_next(datetime)
+        except CroniterBadDateError:  # croniter gives up after years without a match
+            raise CrontabError(f"The schedule '{self}' has no occurrence after {base:%Y-%m-%d}.") from None
+        return found
