@@ -78,14 +78,16 @@ def snapshot(connection: str, hub: str) -> dict[str, Any]:
                 )
     with QueueServiceClient.from_connection_string(connection) as queues:
         for queue in queues.list_queues(name_starts_with=hub.lower()):
-            client = queues.get_queue_client(queue.name)
+            queue_client = queues.get_queue_client(queue.name)
             state[f"queue {queue.name}"] = sorted(
-                (m.id, m.content, m.dequeue_count) for m in client.peek_messages(max_messages=32)
+                (m.id, m.content, m.dequeue_count) for m in queue_client.peek_messages(max_messages=32)
             )
     with BlobServiceClient.from_connection_string(connection) as blobs:
         for container in blobs.list_containers(name_starts_with=hub.lower()):
-            client = blobs.get_container_client(container.name)
-            state[f"container {container.name}"] = sorted((b.name, b.etag) for b in client.list_blobs())
+            container_client = blobs.get_container_client(container.name)
+            state[f"container {container.name}"] = sorted(
+                (b.name, b.etag) for b in container_client.list_blobs()
+            )
     assert any(key.startswith("table ") for key in state), f"no tables of {hub}"
     return state
 
@@ -173,7 +175,10 @@ def test_changed_code_reports_exactly_the_instances_it_breaks(
 def test_the_helper_passes_on_the_original_code(waiting_hub: str) -> None:
     check = assert_hub_replays(waiting_hub, script_root=APP)
     assert check.counts()["ok"] == 6 and check.counts()["entity"] == 1
-    assert {c.instance_id for c in check.instances if c.verdict == Verdict.OK} >= {"parent-1-child", "waiter-1"}
+    assert {c.instance_id for c in check.instances if c.verdict == Verdict.OK} >= {
+        "parent-1-child",
+        "waiter-1",
+    }
 
 
 # -- a hub written by the real host ---------------------------------------------------------------
@@ -193,7 +198,9 @@ def _real_host_rows(instance_id: str, count: int | None) -> list[dict[str, Any]]
             if key in row:
                 row[key] = parse_timestamp(row[key])
         if "OrchestrationInstance" in row:
-            row["OrchestrationInstance"] = json.dumps({"InstanceId": instance_id, "ExecutionId": row["ExecutionId"]})
+            row["OrchestrationInstance"] = json.dumps(
+                {"InstanceId": instance_id, "ExecutionId": row["ExecutionId"]}
+            )
     return cut
 
 
@@ -244,16 +251,22 @@ def real_host_hub(storage_connection: str) -> str:
     return hub
 
 
-def test_a_hub_of_real_host_rows_is_checked(real_host_hub: str, storage_connection: str, tmp_path: Path) -> None:
+def test_a_hub_of_real_host_rows_is_checked(
+    real_host_hub: str, storage_connection: str, tmp_path: Path
+) -> None:
     before = snapshot(storage_connection, real_host_hub)
-    done = replay_cli("--task-hub", real_host_hub, "--script-root", REPO_ROOT, "--connection", storage_connection)
+    done = replay_cli(
+        "--task-hub", real_host_hub, "--script-root", REPO_ROOT, "--connection", storage_connection
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: 'ProcessOrder' (instance 'order-2001'): all 3 episodes agree" in done.stdout
     assert "OK: 'ProcessOrder' (instance 'order-3001'): all 2 episodes agree" in done.stdout
     assert "order-1001" not in done.stdout
 
     app = variant_app(tmp_path / "swapped", SWAPPED_STEPS)
-    swapped = replay_cli("--task-hub", real_host_hub, "--script-root", app, "--connection", storage_connection)
+    swapped = replay_cli(
+        "--task-hub", real_host_hub, "--script-root", app, "--connection", storage_connection
+    )
     assert swapped.returncode == 1, swapped.stdout + swapped.stderr
     assert swapped.stdout.count("NONDETERMINISM in 'ProcessOrder'") == 2
     assert "    seq 1  history: TaskScheduled 'NotifyCustomerActivity'" in swapped.stdout

@@ -85,7 +85,9 @@ class InstanceCheck:
                 "the instance would fail at its next event."
             )
         if self.verdict == Verdict.ENTITY:
-            return f"NOT CHECKED: entity '{self.instance_id}' ({self.runtime_status}): entities do not replay."
+            return (
+                f"NOT CHECKED: entity '{self.instance_id}' ({self.runtime_status}): entities do not replay."
+            )
         if self.verdict == Verdict.NOT_STARTED:
             return f"OK: {what}: not started yet, no history to replay; the app has the orchestrator."
         if self.verdict == Verdict.FINISHED:

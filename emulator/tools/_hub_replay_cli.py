@@ -25,7 +25,6 @@ from emulator.tools._durable_cli import _flat, _statuses
 from emulator.tools._hub_replay import DEFAULT_CONCURRENCY, HubCheck, check_task_hub
 
 
-
 class HubReplayError(Exception):
     """The check could not run; the message (one line) is for the user."""
 

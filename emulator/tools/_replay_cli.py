@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     # The report goes to stdout; the app's own log lines at import would only be noise.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s", force=True)
     if bool(args.histories) == bool(args.task_hub):
-        print("error: name saved histories (HISTORY.json...) or a task hub (--task-hub NAME)", file=sys.stderr)
+        print(
+            "error: name saved histories (HISTORY.json...) or a task hub (--task-hub NAME)", file=sys.stderr
+        )
         return 2
     try:
         index = load_app_for_replay(Path(args.script_root).resolve())
