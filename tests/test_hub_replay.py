@@ -103,6 +103,7 @@ def waiting_hub(durable_hosts: DurableHosts, storage_connection: str) -> Iterato
         for instance_id in ("approval-1", "approval-2"):
             host.start_orchestration("Approval", instance_id, instance_id=instance_id)
         host.start_orchestration("Waiter", instance_id="waiter-1")
+        host.start_orchestration("Waiter", instance_id="waiter-suspended")
         host.start_orchestration("Parent", "p", instance_id="parent-1")
         host.start_orchestration("Retired", instance_id="retired-1")
         host.start_orchestration("Quick", "q", instance_id="quick-1")
@@ -115,8 +116,12 @@ def waiting_hub(durable_hosts: DurableHosts, storage_connection: str) -> Iterato
         for instance_id in ("approval-1", "approval-2", "parent-1-child"):
             # [OS ES TS OC] [OS TC OC]: the activity done, the event awaited.
             wait_until(lambda i=instance_id: waiting(i, 7), f"{instance_id} to wait")  # type: ignore[misc]
-        for instance_id in ("waiter-1", "retired-1", "parent-1"):
+        for instance_id in ("waiter-1", "waiter-suspended", "retired-1", "parent-1"):
             wait_until(lambda i=instance_id: waiting(i, 3), f"{instance_id} to wait")  # type: ignore[misc]
+        host.call(host.client.suspend("waiter-suspended", "for the test"))
+        wait_until(
+            lambda: host.get_status("waiter-suspended").runtime_status.value == "Suspended", "the suspension"
+        )
         entity = df.EntityId("Counter", "tally")
         wait_until(lambda: host.call(host.client.read_entity_state(entity)).entity_exists, "the entity")
         time.sleep(0.5)  # the last episodes' Instances updates
@@ -129,10 +134,13 @@ def test_the_original_code_replays_every_waiting_instance(waiting_hub: str, stor
     done = replay_cli("--task-hub", waiting_hub, "--script-root", APP, "--connection", storage_connection)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert sum(line.startswith("OK: ") for line in lines) == 6, done.stdout
+    assert sum(line.startswith("OK: ") for line in lines) == 7, done.stdout
+    assert (
+        "OK: 'Waiter' (instance 'waiter-suspended'): all 2 episodes agree with the code (Suspended)." in lines
+    )
     assert "NOT CHECKED: entity '@counter@tally'" in done.stdout
     assert "quick-1" not in done.stdout
-    assert lines[-1].startswith(f"7 instances not finished in task hub '{waiting_hub}': 6 OK, 0 would break")
+    assert lines[-1].startswith(f"8 instances not finished in task hub '{waiting_hub}': 7 OK, 0 would break")
 
 
 def test_changed_code_reports_exactly_the_instances_it_breaks(
@@ -155,6 +163,7 @@ def test_changed_code_reports_exactly_the_instances_it_breaks(
     assert "           code:    TaskScheduled 'Validate'" in approval["diff"]
     assert by_id["retired-1"]["result"] == "missing-orchestrator"
     assert by_id["parent-1"]["result"] == by_id["waiter-1"]["result"] == "ok"
+    assert by_id["waiter-suspended"]["runtimeStatus"] == "Suspended"
     assert result["counts"]["nondeterminism"] == 3 and result["counts"]["missing-orchestrator"] == 1
 
     text = replay_cli("--task-hub", waiting_hub, "--script-root", app, "--connection", storage_connection)
@@ -174,11 +183,37 @@ def test_changed_code_reports_exactly_the_instances_it_breaks(
 
 def test_the_helper_passes_on_the_original_code(waiting_hub: str) -> None:
     check = assert_hub_replays(waiting_hub, script_root=APP)
-    assert check.counts()["ok"] == 6 and check.counts()["entity"] == 1
+    assert check.counts()["ok"] == 7 and check.counts()["entity"] == 1
     assert {c.instance_id for c in check.instances if c.verdict == Verdict.OK} >= {
         "parent-1-child",
         "waiter-1",
     }
+
+
+def test_a_read_only_connection_is_enough(waiting_hub: str, storage_connection: str) -> None:
+    """An account SAS that may only read and list tables and blobs: any write would be refused."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from emulator.host._azurite import _parse_connection_string
+
+    parts = _parse_connection_string(storage_connection)
+    sas = generate_account_sas(
+        parts["accountname"],
+        parts["accountkey"],
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, list=True),
+        datetime.now(timezone.utc) + timedelta(hours=1),
+        services="bt",
+    )
+    read_only = (
+        f"BlobEndpoint={parts['blobendpoint']};QueueEndpoint={parts['queueendpoint']};"
+        f"TableEndpoint={parts['tableendpoint']};SharedAccessSignature={sas}"
+    )
+    done = replay_cli("--task-hub", waiting_hub, "--script-root", APP, "--connection", read_only)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7 OK, 0 would break" in done.stdout
 
 
 # -- a hub written by the real host ---------------------------------------------------------------
