@@ -21,7 +21,7 @@ from emulator.app._settings import LOCAL_SETTINGS_JSON, AppSettings, invalid_hub
 from emulator.durable._history import OrchestrationStatus
 from emulator.host._azurite import AzuriteNotInstalledError, connect_storage
 from emulator.taskhub.azure import is_missing_resource, is_storage_error, open_task_hub
-from emulator.tools._durable_cli import _flat, _statuses
+from emulator.tools._durable_cli import _flat, _statuses, storage_failure
 from emulator.tools._hub_replay import DEFAULT_CONCURRENCY, HubCheck, check_task_hub
 
 
@@ -99,8 +99,7 @@ async def check_hub_in_storage(
             ) from None
         if not is_storage_error(exc):
             raise
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HubReplayError(f"A storage request failed ({type(exc).__name__}): {first_line}") from None
+        raise HubReplayError(storage_failure(exc)) from None
     finally:
         await hub.close()
 
