@@ -176,6 +176,8 @@ def test_changed_code_reports_exactly_the_instances_it_breaks(
     with pytest.raises(AssertionError, match="NONDETERMINISM in 'Approval'"):
         assert_hub_replays(waiting_hub, script_root=app)
     assert assert_hub_replays(waiting_hub, script_root=app, instance_id_prefix="waiter").ok
+    suspended = assert_hub_replays(waiting_hub, script_root=app, statuses=["Suspended"])
+    assert [c.instance_id for c in suspended.instances] == ["waiter-suspended"]
     only_pending = replay_cli("--task-hub", waiting_hub, "--script-root", app, "--runtime-status", "Pending")
     assert only_pending.returncode == 0 and "0 instances not finished" in only_pending.stdout
     assert snapshot(storage_connection, waiting_hub) == before

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from emulator.app._settings import load_settings
 from emulator.durable._history import OrchestrationStatus
 from emulator.testing._replay import app_index
 from emulator.tools._hub_replay import DEFAULT_CONCURRENCY, HubCheck
-from emulator.tools._hub_replay_cli import check_hub_in_storage, connection_string_for
+from emulator.tools._hub_replay_cli import check_app_hub
 
 T = TypeVar("T")
 
@@ -32,14 +31,13 @@ def check_hub_replays(
     connection string (default: the app's ``AzureWebJobsStorage``, as the host reads it)."""
     root = Path(script_root or Path.cwd()).resolve()
     index = app_index(root)
-    settings = load_settings(root)
     wanted = None if statuses is None else [OrchestrationStatus[str(getattr(s, "name", s))] for s in statuses]
-    return _run(
-        check_hub_in_storage(
-            connection_string_for(connection, settings),
+    return _run_apart(
+        lambda: check_app_hub(
+            root,
             task_hub,
             index,
-            partition_count=settings.partition_count,
+            connection=connection,
             statuses=wanted,
             instance_id_prefix=instance_id_prefix,
             concurrency=concurrency,
@@ -68,17 +66,17 @@ def assert_hub_replays(
     return check
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end, on a thread of its own when this thread already runs a loop."""
+def _run_apart(check: Callable[[], T]) -> T:
+    """``check()`` (which runs an event loop of its own), on a thread when this one runs a loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return check()
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["value"] = asyncio.run(coro)
+            outcome["value"] = check()
         except BaseException as exc:
             outcome["error"] = exc
 

@@ -104,32 +104,54 @@ async def check_hub_in_storage(
         await hub.close()
 
 
+def check_app_hub(
+    script_root: Path,
+    task_hub: str,
+    index: AppIndex,
+    *,
+    connection: str | None = None,
+    statuses: list[OrchestrationStatus] | None = None,
+    instance_id_prefix: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> HubCheck:
+    """The check on the app's storage, its connection resolved as the host resolves it (development
+    storage included: Azurite is started on the app's data when none answers, and stopped after)."""
+    if concurrency < 1:
+        raise HubReplayError("--concurrency must be at least 1.")
+    settings = load_settings(script_root)
+    connection_string = connection_string_for(connection, settings)
+    try:
+        storage = connect_storage(connection_string, script_root / "__azurite__", search_roots=[script_root])
+    except (RuntimeError, AzuriteNotInstalledError) as exc:
+        raise HubReplayError(str(exc)) from None
+    try:
+        return asyncio.run(
+            check_hub_in_storage(
+                storage.connection_string,
+                task_hub,
+                index,
+                partition_count=settings.partition_count,
+                statuses=statuses,
+                instance_id_prefix=instance_id_prefix,
+                concurrency=concurrency,
+            )
+        )
+    finally:
+        storage.close()
+
+
 def run(args: argparse.Namespace, index: AppIndex) -> int:
     """The task hub form of ``replay``; ``index`` is the app, already loaded."""
-    script_root = Path(args.script_root).resolve()
-    settings = load_settings(script_root)
     try:
-        if args.concurrency < 1:
-            raise HubReplayError("--concurrency must be at least 1.")
-        connection = connection_string_for(args.connection, settings)
-        try:
-            storage = connect_storage(connection, script_root / "__azurite__", search_roots=[script_root])
-        except (RuntimeError, AzuriteNotInstalledError) as exc:
-            raise HubReplayError(str(exc)) from None
-        try:
-            result = asyncio.run(
-                check_hub_in_storage(
-                    storage.connection_string,
-                    args.task_hub,
-                    index,
-                    partition_count=settings.partition_count,
-                    statuses=_flat(args.runtime_status),
-                    instance_id_prefix=args.instance_id_prefix,
-                    concurrency=args.concurrency,
-                )
-            )
-        finally:
-            storage.close()
+        result = check_app_hub(
+            Path(args.script_root).resolve(),
+            args.task_hub,
+            index,
+            connection=args.connection,
+            statuses=_flat(args.runtime_status),
+            instance_id_prefix=args.instance_id_prefix,
+            concurrency=args.concurrency,
+        )
     except HubReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
