@@ -312,6 +312,15 @@ def test_a_hub_of_real_host_rows_is_checked(
 
 # -- usage and connection errors ------------------------------------------------------------------
 
+UNREACHABLE = ";".join(
+    [
+        "DefaultEndpointsProtocol=http",
+        "AccountName=devstoreaccount1",
+        "AccountKey=" + "A" * 86 + "==",
+        *(f"{kind}Endpoint=http://127.0.0.1:1/devstoreaccount1" for kind in ("Blob", "Queue", "Table")),
+    ]
+)
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -319,6 +328,8 @@ def test_a_hub_of_real_host_rows_is_checked(
         (["--task-hub", "NoSuchHub0"], "does not exist in this storage account"),
         (["--task-hub", "bad-name!"], "should contain only alphanumeric characters"),
         (["--task-hub", "X1", "--connection", "NoSuchSetting"], "'NoSuchSetting' is not defined"),
+        (["--task-hub", "XHub", "--connection", UNREACHABLE], "A storage request failed"),
+        (["--task-hub", "XHub", "--connection", "Nonsense=1"], "connection string is not valid"),
         ([str(GOLDEN / "ProcessOrder.json"), "--task-hub", "X1"], "name saved histories"),
         ([], "name saved histories"),
     ],
