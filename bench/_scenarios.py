@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import _floors
+import _hub_replay
 import _peers_env
 import _profile
 from _common import (
@@ -456,6 +457,23 @@ def scenario_sweep(ctx: Context) -> None:
         ctx.say(f"  plot FAILED: {exc}")
 
 
+def scenario_hub_replay(ctx: Context) -> None:
+    """``replay --task-hub`` over 1,000 running instances of 100 events (quick: 200)."""
+    count = 200 if ctx.quick else 1000
+    try:
+        figures = _hub_replay.measure(count, ctx.timeout)
+    except Exception as exc:
+        ctx.results.failures["hub-replay"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        ctx.say(f"  hub replay FAILED: {exc}")
+        return
+    ctx.results.extra["hub_replay"] = figures
+    ctx.say(
+        f"  hub replay: {count:,} running instances of {figures['events_per_instance']} events checked in "
+        f"{figures['seconds']:.2f} s ({count / figures['seconds']:,.0f} instances/s; "
+        f"{figures['check_seconds']:.2f} s reading and replaying, the rest starting and importing the app)"
+    )
+
+
 def scenario_profile(ctx: Context) -> None:
     """Where the host spends its CPU during a fan-out and a chain (py-spy; not timed figures)."""
     _peers_env.ensure_peers_env(ctx.say)
@@ -487,5 +505,6 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "peers": scenario_peers,
     "floors": scenario_floors,
     "profile": scenario_profile,
+    "hub-replay": scenario_hub_replay,
     "sweep": scenario_sweep,
 }

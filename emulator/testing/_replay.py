@@ -16,6 +16,14 @@ HistoryInput = str | os.PathLike[str] | list[Any] | dict[str, Any]
 _apps: dict[Path, AppIndex] = {}
 
 
+def app_index(root: Path) -> AppIndex:
+    """The app at ``root``, imported once per session."""
+    index = _apps.get(root)
+    if index is None:
+        index = _apps[root] = load_app_for_replay(root)
+    return index
+
+
 def replay_history(
     history: HistoryInput,
     *,
@@ -25,10 +33,7 @@ def replay_history(
     """Replay a saved history (a file, or its parsed JSON) against the app at ``script_root``
     (default: the current directory). ``report.ok`` tells whether the code agrees with it and
     ``report.format()`` shows, per sequence id, what history recorded and what the code does now."""
-    root = Path(script_root or Path.cwd()).resolve()
-    index = _apps.get(root)
-    if index is None:
-        index = _apps[root] = load_app_for_replay(root)
+    index = app_index(Path(script_root or Path.cwd()).resolve())
     if isinstance(history, (list, dict)):
         return replay_saved(load_history(history, instance_id=instance_id), index)
     path = Path(history)

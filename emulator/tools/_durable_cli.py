@@ -230,15 +230,20 @@ async def _run(args: argparse.Namespace) -> int:
             ) from None
         if not is_storage_error(exc):
             raise
-        # The SDK's message goes on with the service's XML or JSON answer: its first line says it.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliError(f"A storage request failed ({type(exc).__name__}): {first_line}") from None
+        raise CliError(storage_failure(exc)) from None
     finally:
         await storage.close()
         storage_connection.close()
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def storage_failure(exc: BaseException) -> str:
+    """A failed storage request in one line for the user."""
+    # The SDK's message goes on with the service's XML or JSON answer: its first line says it.
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"A storage request failed ({type(exc).__name__}): {first_line}"
 
 
 def _say(args: argparse.Namespace, *lines: str) -> None:
