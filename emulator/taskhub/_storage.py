@@ -45,6 +45,7 @@ from emulator.durable import _history as h
 from emulator.durable._crash import crash_point
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator.host._azurite import client_options
+from emulator.taskhub._partitioning import fnv1a_32
 from emulator.taskhub._table_batch import (
     Operation,
     TransactionFailed,
@@ -85,14 +86,6 @@ _LARGE_COLUMNS = ("Input", "Result", "Output", "Reason", "Details", "CustomStatu
 
 class HistoryConflictError(Exception):
     """Someone else appended to the history since it was read (the sentinel ETag changed)."""
-
-
-def fnv1a_32(text: str) -> int:
-    value = 2166136261
-    for byte in text.encode("utf-8"):
-        value ^= byte
-        value = (value * 16777619) & 0xFFFFFFFF
-    return value
 
 
 def escape_partition_key(instance_id: str) -> str:
