@@ -15,9 +15,10 @@ the process for fast tests. Both give the guarantees the engine relies on (docs/
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,22 @@ class HistoryConflictError(Exception):
 
 
 class TaskHubUnavailable(Exception):
-    """The task hub's storage did not answer (a transient failure worth retrying)."""
+    """The task hub's storage did not answer (a transient failure worth retrying).
+
+    Implementations may raise it; :meth:`TaskHub.is_transient` says which failures are transient.
+    """
+
+
+class InvalidContinuationToken(ValueError):
+    """A continuation token a user passed that this task hub did not hand out.
+
+    ``exception_type`` is the .NET exception the real host reports for it (the API's 500 body).
+    """
+
+    def __init__(self, message: str, exception_type: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exception_type = exception_type
 
 
 @dataclass
@@ -78,6 +94,11 @@ class InstanceUpdate:
     completed_time: datetime | None = None
     generation: int | None = None
 
+    def then(self, later: InstanceUpdate) -> InstanceUpdate:
+        """This update followed by ``later``, as one: ``later``'s fields win where it sets them."""
+        changes = {f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None}
+        return replace(self, **changes)
+
 
 @dataclass(frozen=True)
 class InstanceQuery:
@@ -120,6 +141,10 @@ class PartitionLease:
     owner: str | None
     next_owner: str | None
     expires_at: datetime | None
+    #: When ``next_owner`` last asked (a request counts only while its host keeps asking).
+    next_owner_at: datetime | None = None
+    owned_since: datetime | None = None
+    last_renewal: datetime | None = None
     #: Opaque: the version a conditional update must match.
     version: str | None = None
 
@@ -129,6 +154,9 @@ class TaskHub(abc.ABC):
 
     name: str
     partition_count: int
+    #: The continuation token users get with the last page of a query (the real provider's is
+    #: not empty); handed back, it starts the query over.
+    end_continuation: str = ""
 
     # -- the hub ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -139,6 +167,18 @@ class TaskHub(abc.ABC):
     async def close(self) -> None: ...
     @abc.abstractmethod
     def partition_of(self, instance_id: str) -> int: ...
+    def partition_name(self, partition: int) -> str:
+        """The partition as log lines name it (the real provider's control queue)."""
+        return f"{self.name.lower()}-control-{partition:02d}"
+
+    @property
+    def endpoint(self) -> str:
+        """Where the task hub's storage is, for the line that says it does not answer."""
+        return f"task hub {self.name}"
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True for a failure that says only that storage did not answer (worth retrying)."""
+        return isinstance(exc, (TaskHubUnavailable, asyncio.TimeoutError, OSError))
 
     # -- histories ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -188,7 +228,15 @@ class TaskHub(abc.ABC):
         continuation: str | None = None,
         fetch_input: bool = True,
     ) -> tuple[list[InstanceRecord], str | None]:
-        """One page and the opaque continuation of the next (None: no more)."""
+        """One page and the opaque continuation of the next (None: no more).
+
+        A page may hold fewer than ``page_size`` records (even none) while more remain. A
+        ``continuation`` this task hub did not hand out raises :class:`InvalidContinuationToken`.
+        """
+
+    @abc.abstractmethod
+    async def unfinished_instances(self) -> list[str]:
+        """Ids of the instances not finished (Pending, Running, Suspended, ContinuedAsNew)."""
 
     @abc.abstractmethod
     async def purge_instance(self, instance_id: str) -> tuple[int, int]:
