@@ -96,7 +96,9 @@ class InstanceUpdate:
 
     def then(self, later: InstanceUpdate) -> InstanceUpdate:
         """This update followed by ``later``, as one: ``later``'s fields win where it sets them."""
-        changes = {f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None}
+        changes = {
+            f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None
+        }
         return replace(self, **changes)
 
 

@@ -20,6 +20,7 @@ from emulator.taskhub import (
     InstanceQuery,
     InstanceRecord,
     InstanceUpdate,
+    InvalidContinuationToken,
     MessageLease,
     PartitionLease,
     TaskHub,
@@ -276,6 +277,34 @@ async def test_a_query_may_leave_the_input_out(task_hub: TaskHub) -> None:
     assert with_input.input == json.dumps({"n": 1}) and without.input is None
 
 
+async def test_a_continuation_token_not_handed_out_is_refused(task_hub: TaskHub) -> None:
+    with pytest.raises(InvalidContinuationToken) as raised:
+        await task_hub.query_instances(InstanceQuery(), page_size=10, continuation="%%%")
+    assert raised.value.exception_type == "System.FormatException"
+    # The token users get with the last page starts the query over.
+    await task_hub.write_pending_instance(_record("i1"), None)
+    page, token = await task_hub.query_instances(
+        InstanceQuery(), page_size=10, continuation=task_hub.end_continuation
+    )
+    assert [r.instance_id for r in page] == ["i1"] and token is None
+
+
+async def test_unfinished_instances_are_those_not_completed_failed_or_terminated(task_hub: TaskHub) -> None:
+    statuses = {
+        "pending": OrchestrationStatus.Pending,
+        "running": OrchestrationStatus.Running,
+        "suspended": OrchestrationStatus.Suspended,
+        "continued": OrchestrationStatus.ContinuedAsNew,
+        "completed": OrchestrationStatus.Completed,
+        "failed": OrchestrationStatus.Failed,
+        "terminated": OrchestrationStatus.Terminated,
+    }
+    for instance_id, status in statuses.items():
+        await task_hub.write_pending_instance(_record(instance_id), None)
+        await task_hub.update_instance(instance_id, InstanceUpdate(h.utcnow(), runtime_status=status))
+    assert sorted(await task_hub.unfinished_instances()) == ["continued", "pending", "running", "suspended"]
+
+
 # -- purge ----------------------------------------------------------------------------------------
 
 
@@ -419,10 +448,12 @@ async def test_partition_leases_change_only_by_their_current_version(task_hub: T
     assert created is not None and created.version is not None
     assert await task_hub.write_partition_lease(PartitionLease(0, "other", None, expires)) is None
 
-    mine = await task_hub.write_partition_lease(PartitionLease(0, "host-a", None, expires, created.version))
+    mine = await task_hub.write_partition_lease(
+        PartitionLease(0, "host-a", None, expires, version=created.version)
+    )
     assert mine is not None and mine.owner == "host-a" and mine.version != created.version
     # A second host that read the lease before host-a's write loses.
-    theirs = PartitionLease(0, "host-b", None, expires, created.version)
+    theirs = PartitionLease(0, "host-b", None, expires, version=created.version)
     assert await task_hub.write_partition_lease(theirs) is None
 
     (stored,) = [lease for lease in await task_hub.read_partition_leases() if lease.partition == 0]

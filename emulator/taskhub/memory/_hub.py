@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.durable._history import HistoryEvent
+from emulator.taskhub._continuation import END_CONTINUATION
 from emulator.taskhub._interface import (
     ControlMessage,
     HistoryConflictError,
@@ -46,6 +47,7 @@ class InMemoryTaskHub(TaskHub):
     def __init__(self, name: str, partition_count: int = 4, *, receive_wait: float = 1.0) -> None:
         self.name = name
         self.partition_count = partition_count
+        self.end_continuation = END_CONTINUATION
         self._lock = threading.Lock()
         self._versions = itertools.count(1)
         self._histories: dict[str, _History] = {}
@@ -149,6 +151,10 @@ class InMemoryTaskHub(TaskHub):
             return self._instances.query(
                 query, page_size=page_size, continuation=continuation, fetch_input=fetch_input
             )
+
+    async def unfinished_instances(self) -> list[str]:
+        with self._lock:
+            return self._instances.unfinished()
 
     async def purge_instance(self, instance_id: str) -> tuple[int, int]:
         with self._lock:

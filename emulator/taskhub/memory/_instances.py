@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 from datetime import datetime, timezone
 
 from emulator.durable._history import OrchestrationStatus
+from emulator.taskhub._continuation import decode_continuation_token, encode_continuation_token
 from emulator.taskhub._interface import InstanceQuery, InstanceRecord, InstanceUpdate
 
 _MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
 _MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
 #: The creation time of a record created by an update that did not give one (as the table reads it).
 _EPOCH = datetime.fromtimestamp(0, timezone.utc)
+_UNFINISHED = ("Pending", "Running", "Suspended", "ContinuedAsNew")
 _UPDATE_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceUpdate))
 
 
@@ -31,6 +32,9 @@ class InstanceRecords:
 
     def clear(self) -> None:
         self._records.clear()
+
+    def unfinished(self) -> list[str]:
+        return [i for i, r in self._records.items() if r.runtime_status.name in _UNFINISHED]
 
     def get(self, instance_id: str) -> InstanceRecord | None:
         record = self._records.get(instance_id)
@@ -72,17 +76,21 @@ class InstanceRecords:
     def query(
         self, query: InstanceQuery, *, page_size: int, continuation: str | None, fetch_input: bool
     ) -> tuple[list[InstanceRecord], str | None]:
-        after = json.loads(continuation)["after"] if continuation else None
+        start = decode_continuation_token(continuation)
+        first = None if start is None else start["PartitionKey"]
         matching = sorted(
             (
                 r
                 for r in self._records.values()
-                if matches(query, r) and (after is None or r.instance_id > after)
+                if (first is None or r.instance_id >= first) and matches(query, r)
             ),
             key=lambda r: r.instance_id,
         )
         page = [dataclasses.replace(r, input=r.input if fetch_input else None) for r in matching[:page_size]]
-        token = json.dumps({"after": page[-1].instance_id}) if len(matching) > page_size else None
+        rest = matching[page_size:]
+        token = (
+            encode_continuation_token({"PartitionKey": rest[0].instance_id, "RowKey": ""}) if rest else None
+        )
         return page, token
 
 
