@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from emulator.testing._memory_hubs import is_memory, memory_task_hub
+
 if TYPE_CHECKING:
     from emulator.taskhub._storage import TaskHubStorage
 
@@ -90,7 +92,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
 
 
 def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, Any]]:
-    """The instance's History table rows in order (sentinel left out), as a tool would read them."""
+    """The instance's History table rows in order (sentinel left out), as a tool would read them.
+
+    On an in-memory task hub, the rows its history would be in Azure Storage.
+    """
+    if is_memory(connection):
+        return _memory_history_rows(hub, instance_id)
     from azure.data.tables import TableServiceClient
 
     with TableServiceClient.from_connection_string(connection) as service:
@@ -103,6 +110,14 @@ def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, 
         events = [r for r in events if r.get("ExecutionId") == sentinel.get("ExecutionId")]
         events = events[: int(sentinel.get("HistoryEventCount", len(events)))]
     return events
+
+
+def _memory_history_rows(hub: str, instance_id: str) -> list[dict[str, Any]]:
+    from emulator.taskhub._storage import history_row
+
+    stored = asyncio.run(memory_task_hub(hub).read_history(instance_id))
+    execution_id = stored.execution_id or ""
+    return [history_row(instance_id, n, execution_id, event) for n, event in enumerate(stored.events)]
 
 
 def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:

@@ -5,6 +5,8 @@ Registered through the package's ``pytest11`` entry point, so installing the pac
 * ``durable_azurite`` (session): Azurite on free loopback ports, its data on disk in a temp dir.
 * ``durable_storage_connection`` (session): its connection string, also set as
   ``AzureWebJobsStorage`` for the session (as a variable set before ``func start`` would be).
+  With ``--task-hub=memory`` (or ``EMULATOR_TEST_TASK_HUB=memory``) hosts keep their task hubs
+  in the test process instead, no Azurite is started, and tests that use it are deselected.
 * ``durable_host``: a running host for the app, shared by the tests that ask for the same
   configuration: the ``durable_script_root`` / ``durable_subprocess`` ini options, or a
   ``@pytest.mark.durable_host(script_root=..., subprocess=..., ...)`` marker.
@@ -16,6 +18,7 @@ Registered through the package's ``pytest11`` entry point, so installing the pac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,12 +26,25 @@ import pytest
 
 from emulator.host._azurite import AzuriteServer
 from emulator.testing._durable_host import DurableHost, environment
+from emulator.testing._memory_hubs import MEMORY_CONNECTION
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 
 MARKER = "durable_host"
+AZURITE_FIXTURE = "durable_azurite"
+TASK_HUBS = ("azure", "memory")
+#: The default of ``--task-hub``.
+TASK_HUB_VARIABLE = "EMULATOR_TEST_TASK_HUB"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--task-hub",
+        choices=TASK_HUBS,
+        default=os.environ.get(TASK_HUB_VARIABLE) or "azure",
+        help=f"where the hosts keep their task hubs: azure (Azurite, the default) or memory "
+        f"(in this process: no Azurite; tests that use Azurite themselves are deselected); "
+        f"default from {TASK_HUB_VARIABLE}",
+    )
     parser.addini(
         "durable_script_root",
         "folder of the function app the durable_host fixture runs, relative to the rootdir "
@@ -65,11 +81,26 @@ def durable_azurite(
         server.stop()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On in-memory task hubs, leave out the tests that use Azurite themselves."""
+    if config.getoption("task_hub") != "memory":
+        return
+    kept = [item for item in items if AZURITE_FIXTURE not in getattr(item, "fixturenames", ())]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
-def durable_storage_connection(durable_azurite: AzuriteServer) -> Iterator[str]:
-    """The session's storage connection string, also the apps' ``AzureWebJobsStorage``."""
-    with environment({"AzureWebJobsStorage": durable_azurite.connection_string}):
-        yield durable_azurite.connection_string
+def durable_storage_connection(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The session's storage connection string, also the apps' ``AzureWebJobsStorage``; with
+    ``--task-hub=memory``, :data:`MEMORY_CONNECTION` (and no Azurite)."""
+    if request.config.getoption("task_hub") == "memory":
+        yield MEMORY_CONNECTION
+        return
+    azurite: AzuriteServer = request.getfixturevalue(AZURITE_FIXTURE)
+    with environment({"AzureWebJobsStorage": azurite.connection_string}):
+        yield azurite.connection_string
 
 
 @pytest.fixture(scope="session")
