@@ -33,8 +33,9 @@ from azure.functions.durable_functions import OrchestrationTriggerConverter
 from azure.storage.queue.aio import QueueServiceClient
 
 from emulator.durable import _history as h
-from emulator.taskhub._storage import MAX_INLINE_MESSAGE_BYTES, history_row
-from emulator.taskhub._table_batch import Operation, insert_entity, merge_entity, submit_transaction
+from emulator.taskhub.azure._history import history_row
+from emulator.taskhub.azure._queues import MAX_INLINE_MESSAGE_BYTES
+from emulator.taskhub.azure._table_batch import Operation, insert_entity, merge_entity, submit_transaction
 
 # -- storage --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from emulator.testing._memory_hubs import is_memory, memory_task_hub
 
 if TYPE_CHECKING:
-    from emulator.taskhub._storage import TaskHubStorage
+    from emulator.taskhub.azure import AzureTaskHub
 
 T = TypeVar("T")
 
@@ -113,7 +113,7 @@ def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, 
 
 
 def _memory_history_rows(hub: str, instance_id: str) -> list[dict[str, Any]]:
-    from emulator.taskhub._storage import history_row
+    from emulator.taskhub.azure._history import history_row
 
     stored = asyncio.run(memory_task_hub(hub).read_history(instance_id))
     execution_id = stored.execution_id or ""
@@ -126,14 +126,14 @@ def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:
     return [(r["EventType"], r["EventId"], r.get("Name")) for r in rows if r["EventType"] in kinds]
 
 
-def with_task_hub(connection: str, scenario: Callable[[TaskHubStorage], Awaitable[T]]) -> T:
-    """Run ``scenario`` against the storage of a new task hub (``TaskHubStorage`` itself)."""
-    from emulator.taskhub._storage import TaskHubStorage
+def with_task_hub(connection: str, scenario: Callable[[AzureTaskHub], Awaitable[T]]) -> T:
+    """Run ``scenario`` against a new task hub in Azurite (``AzureTaskHub`` itself)."""
+    from emulator.taskhub.azure import AzureTaskHub
 
     async def main() -> T:
-        storage = TaskHubStorage(connection, f"Hub{uuid.uuid4().hex[:12]}")
+        storage = AzureTaskHub(connection, f"Hub{uuid.uuid4().hex[:12]}")
         try:
-            await storage.create_task_hub()
+            await storage.create()
             return await scenario(storage)
         finally:
             await storage.close()

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from emulator.durable import _history as h
-from emulator.taskhub._storage import HistoryConflictError, TaskHubStorage, history_row
+from emulator.durable._history import OrchestrationStatus
+from emulator.taskhub import HistoryConflictError, InstanceUpdate
+from emulator.taskhub.azure import AzureTaskHub
+from emulator.taskhub.azure._history import history_row
 from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,7 +44,7 @@ def _types(events: list[h.HistoryEvent]) -> list[str]:
 
 
 def test_appends_to_a_new_instance_are_read_back_in_order(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> Any:
+    async def scenario(storage: AzureTaskHub) -> Any:
         etag = await storage.append_history("i1", "e1", 0, _started("i1", "e1"), None)
         await storage.append_history("i1", "e1", 4, _results([7, 8]), etag)
         return await storage.read_history("i1")
@@ -60,11 +63,11 @@ def test_appends_to_a_new_instance_are_read_back_in_order(storage_connection: st
 def test_a_row_left_past_the_committed_count_is_replaced(storage_connection: str) -> None:
     """A crash between two transactions of one append leaves rows the sentinel does not count."""
 
-    async def scenario(storage: TaskHubStorage) -> Any:
+    async def scenario(storage: AzureTaskHub) -> Any:
         etag = await storage.append_history("i2", "e1", 0, _started("i2", "e1"), None)
         # The uncommitted first transaction of an append that crashed: row 4, sentinel unchanged.
         stale = history_row("i2", 4, "e1", _results([666])[0])
-        await storage._history.upsert_entity(stale)
+        await storage._history.table.upsert_entity(stale)
         # A host that never read the partition appends at the committed count (4): the insert
         # finds row 4, and the same transaction goes again as replaces.
         await storage.append_history("i2", "e1", 4, _results([1, 2]), etag)
@@ -75,7 +78,7 @@ def test_a_row_left_past_the_committed_count_is_replaced(storage_connection: str
 
 
 def test_a_new_execution_replaces_the_rows_of_the_old_one(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> Any:
+    async def scenario(storage: AzureTaskHub) -> Any:
         etag = await storage.append_history("i3", "old", 0, _started("i3", "old"), None)
         etag = await storage.append_history("i3", "old", 4, _results([1, 2, 3]), etag)
         await storage.append_history("i3", "new", 0, _started("i3", "new"), etag)
@@ -87,7 +90,7 @@ def test_a_new_execution_replaces_the_rows_of_the_old_one(storage_connection: st
 
 
 def test_a_second_writer_is_turned_away_and_changes_nothing(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> tuple[int, int, Any]:
+    async def scenario(storage: AzureTaskHub) -> tuple[int, int, Any]:
         etag = await storage.append_history("i4", "e1", 0, _started("i4", "e1"), None)
         await storage.append_history("i4", "e1", 4, _results([1]), etag)
         refused = 0
@@ -102,7 +105,7 @@ def test_a_second_writer_is_turned_away_and_changes_nothing(storage_connection: 
             await storage.append_history("i4", "e2", 0, _started("i4", "e2"), None)
         except HistoryConflictError:
             refused += 1
-        rows = [e async for e in storage._history.query_entities("PartitionKey eq 'i4'")]
+        rows = [e async for e in storage._history.table.query_entities("PartitionKey eq 'i4'")]
         return refused, len(rows), await storage.read_history("i4")
 
     refused, rows, stored = with_task_hub(storage_connection, scenario)
@@ -112,11 +115,14 @@ def test_a_second_writer_is_turned_away_and_changes_nothing(storage_connection: 
 
 
 def test_an_instance_row_merge_creates_a_missing_row(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> tuple[Any, Any]:
-        await storage.merge_instance("i5", {"Name": "Chain", "RuntimeStatus": "Running"})
-        created = await storage._instances.get_entity("i5", "")
-        await storage.merge_instance("i5", {"RuntimeStatus": "Completed"})
-        return created, await storage._instances.get_entity("i5", "")
+    async def scenario(storage: AzureTaskHub) -> tuple[Any, Any]:
+        running = InstanceUpdate(h.utcnow(), runtime_status=OrchestrationStatus.Running, name="Chain")
+        await storage.update_instance("i5", running)
+        created = await storage._instances.table.get_entity("i5", "")
+        await storage.update_instance(
+            "i5", InstanceUpdate(h.utcnow(), runtime_status=OrchestrationStatus.Completed)
+        )
+        return created, await storage._instances.table.get_entity("i5", "")
 
     created, merged = with_task_hub(storage_connection, scenario)
     assert created["RuntimeStatus"] == "Running"
@@ -127,8 +133,8 @@ def test_an_update_of_a_missing_instance_row_does_not_create_it(storage_connecti
     """Only a write that names the orchestration creates the row: any other update of a missing
     row is of an instance purged meanwhile."""
 
-    async def scenario(storage: TaskHubStorage) -> tuple[bool, Any]:
-        written = await storage.merge_instance("gone", {"LastUpdatedTime": h.utcnow(), "ExecutionId": "e1"})
+    async def scenario(storage: AzureTaskHub) -> tuple[bool, Any]:
+        written = await storage.update_instance("gone", InstanceUpdate(h.utcnow(), execution_id="e1"))
         return written, await storage.read_instance("gone")
 
     written, record = with_task_hub(storage_connection, scenario)

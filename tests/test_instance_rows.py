@@ -11,7 +11,9 @@ import pytest
 
 from emulator.durable import _history as h
 from emulator.durable._history import OrchestrationStatus
-from emulator.taskhub._storage import MAX_INLINE_PROPERTY_CHARS, InstanceRecord, TaskHubStorage
+from emulator.taskhub import InstanceRecord, InstanceUpdate
+from emulator.taskhub.azure import AzureTaskHub
+from emulator.taskhub.azure._large import MAX_INLINE_PROPERTY_CHARS
 from tests.support import with_task_hub
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,11 +34,11 @@ def _pending(instance_id: str) -> InstanceRecord:
 
 def _without_etag(record: InstanceRecord | None) -> dict[str, Any]:
     assert record is not None
-    return {**dataclasses.asdict(record), "etag": None}
+    return {**dataclasses.asdict(record), "version": None}
 
 
 def test_the_row_as_written_equals_the_stored_row_after_every_write(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> list[tuple[Any, Any]]:
+    async def scenario(storage: AzureTaskHub) -> list[tuple[Any, Any]]:
         pairs = []
 
         async def compare() -> None:
@@ -45,15 +47,18 @@ def test_the_row_as_written_equals_the_stored_row_after_every_write(storage_conn
         assert await storage.write_pending_instance(_pending("i1"), None)
         await compare()
         later = h.utcnow() + timedelta(seconds=1)
-        await storage.merge_instance(
-            "i1", {"RuntimeStatus": "Running", "LastUpdatedTime": later, "CustomStatus": '"half"'}
+        await storage.update_instance(
+            "i1", InstanceUpdate(later, runtime_status=OrchestrationStatus.Running, custom_status='"half"')
         )
         await compare()
         # Empty columns change nothing in a merge (the Table service skips them).
-        await storage.merge_instance("i1", {"LastUpdatedTime": later, "CustomStatus": None})
+        await storage.update_instance("i1", InstanceUpdate(later, custom_status=None))
         await compare()
-        await storage.merge_instance(
-            "i1", {"RuntimeStatus": "Completed", "Output": "[1, 2]", "CompletedTime": later}
+        await storage.update_instance(
+            "i1",
+            InstanceUpdate(
+                later, runtime_status=OrchestrationStatus.Completed, output="[1, 2]", completed_time=later
+            ),
         )
         await compare()
         return pairs
@@ -66,21 +71,25 @@ def test_the_row_as_written_equals_the_stored_row_after_every_write(storage_conn
 
 
 def test_the_row_is_forgotten_when_it_may_differ_from_the_stored_one(storage_connection: str) -> None:
-    async def scenario(storage: TaskHubStorage) -> dict[str, bool]:
+    async def scenario(storage: AzureTaskHub) -> dict[str, bool]:
         known: dict[str, bool] = {}
         # Merged without the whole row written first: the other columns are not known.
-        await storage.merge_instance("merged", {"RuntimeStatus": "Running"})
+        await storage.update_instance(
+            "merged", InstanceUpdate(h.utcnow(), runtime_status=OrchestrationStatus.Running)
+        )
         known["merge only"] = storage.written_instance("merged") is not None
         # A value kept in a blob.
         assert await storage.write_pending_instance(_pending("big"), None)
-        await storage.merge_instance("big", {"Output": '"' + "x" * MAX_INLINE_PROPERTY_CHARS + '"'})
+        await storage.update_instance(
+            "big", InstanceUpdate(h.utcnow(), output='"' + "x" * MAX_INLINE_PROPERTY_CHARS + '"')
+        )
         known["blob"] = storage.written_instance("big") is not None
         # A history read again (a host that takes the instance over), a delete.
         for instance_id in ("read", "deleted"):
             assert await storage.write_pending_instance(_pending(instance_id), None)
         await storage.read_history("read")
         known["history read"] = storage.written_instance("read") is not None
-        await storage.delete_instance("deleted")
+        await storage._instances.delete("deleted")
         known["deleted"] = storage.written_instance("deleted") is not None
         # A start refused because the row exists.
         assert not await storage.write_pending_instance(_pending("read"), None)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from emulator.taskhub._table_batch import (
+from emulator.taskhub.azure._table_batch import (
     Operation,
     TransactionFailed,
     insert_entity,

@@ -9,8 +9,6 @@ control-queue message for the instance, which the orchestration engine applies i
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,17 +19,19 @@ from urllib.parse import quote
 
 from emulator.app._app_index import AppIndex
 from emulator.client._entity_client import EntityClient
+from emulator.client._rewind import rewind_history
 from emulator.durable import _history as h
 from emulator.durable._crash import crash_point
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._replay import unknown_function_message
-from emulator.taskhub._storage import (
+from emulator.taskhub._interface import (
     ControlMessage,
-    InstanceCondition,
+    InstanceQuery,
     InstanceRecord,
-    MessageHandle,
-    TaskHubStorage,
+    InvalidContinuationToken,
+    MessageLease,
+    TaskHub,
 )
 
 MAX_INSTANCE_ID_LENGTH = 256
@@ -68,7 +68,7 @@ PURGEABLE_STATES = (
 
 INVALID_OPERATION = "System.InvalidOperationException"
 
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 
 class ClientError(Exception):
@@ -164,46 +164,6 @@ def _client_event(kind: EventType, **fields: Any) -> HistoryEvent:
     }
 
 
-def encode_continuation_token(token: dict[str, str] | None) -> str:
-    """The provider's opaque token: base64 of the table token's JSON, and of ``null`` at the end."""
-    if token is None:
-        text = "null"
-    else:
-        text = json.dumps(
-            {
-                "NextPartitionKey": token.get("PartitionKey"),
-                "NextRowKey": token.get("RowKey"),
-                "NextTableName": None,
-                "TargetLocation": 0,
-            },
-            separators=(",", ":"),
-        )
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def decode_continuation_token(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    try:
-        raw = json.loads(base64.b64decode(text.strip(), validate=True).decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError):
-        raise ClientError(
-            500,
-            "The input is not a valid Base-64 string as it contains a non-base 64 character, more than two "
-            "padding characters, or an illegal character among the padding characters.",
-            "System.FormatException",
-        ) from None
-    except ValueError as exc:
-        raise ClientError(
-            500, f"Invalid continuation token: {exc}", "Newtonsoft.Json.JsonReaderException"
-        ) from exc
-    if raw is None:
-        return None  # the "end" token starts over, as it does on the real provider
-    if not isinstance(raw, dict):
-        raise ClientError(500, "Invalid continuation token.", "Newtonsoft.Json.JsonSerializationException")
-    return {"PartitionKey": raw.get("NextPartitionKey") or "", "RowKey": raw.get("NextRowKey") or ""}
-
-
 @dataclass(frozen=True)
 class ClientUrls:
     """Where this host is reachable, for the URLs handed to clients."""
@@ -237,7 +197,7 @@ class DurableClientService:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         index: AppIndex | None,
         leases: LeaseKeeper | None,
         deliver: ControlSink,
@@ -261,7 +221,7 @@ class DurableClientService:
         self._leases = leases
         self._deliver = deliver
         self.urls = urls
-        self.hub_name = storage.hub_name
+        self.hub_name = storage.name
         self.connection_name = connection_name
         self.entities = EntityClient(storage, leases, deliver, index)
 
@@ -307,12 +267,12 @@ class DurableClientService:
             input=input_text,
             generation=started["Generation"],
         )
-        replace_etag = None if existing is None else existing.etag
+        replace_version = None if existing is None else existing.version
         # When this host runs the instance, the Pending row is the start's durable record (the
         # host that next owns the partition starts every Pending instance it finds), and the
         # event goes to the orchestration in memory: one write instead of two.
         runs_here = self._runs_here is not None and self._runs_here(instance_id)
-        if runs_here and await self._storage.write_pending_instance(record, replace_etag):
+        if runs_here and await self._storage.write_pending_instance(record, replace_version):
             crash_point("start-after-pending")
             assert self._runs_here is not None
             if self._runs_here(instance_id):
@@ -325,7 +285,7 @@ class DurableClientService:
         # Message first, then the Pending row, as the real client does: a crash in between leaves
         # a message that still starts the instance, never a Pending row that nothing will run.
         handle = await self._storage.send_control(message, lease=self._lease_seconds)
-        await self._storage.write_pending_instance(record, replace_etag)
+        await self._storage.write_pending_instance(record, replace_version)
         self._deliver(message, handle)
         return instance_id
 
@@ -391,21 +351,22 @@ class DurableClientService:
 
     async def list_instances(
         self,
-        condition: InstanceCondition,
+        condition: InstanceQuery,
         *,
         show_input: bool = True,
         top: int = DEFAULT_PAGE_SIZE,
         continuation_token: str | None = None,
     ) -> InstancePage:
         """One page of instances (``ListInstancesAsync``); statuses carry no history."""
-        records, token = await self._storage.query_instances_page(
-            condition,
-            top=top,
-            continuation=decode_continuation_token(continuation_token),
-            fetch_input=show_input,
-        )
+        try:
+            records, token = await self._storage.query_instances(
+                condition, page_size=top, continuation=continuation_token, fetch_input=show_input
+            )
+        except InvalidContinuationToken as exc:
+            raise ClientError(500, exc.message, exc.exception_type) from None
         return InstancePage(
-            [status_payload(r, show_input=show_input) for r in records], encode_continuation_token(token)
+            [status_payload(r, show_input=show_input) for r in records],
+            self._storage.end_continuation if token is None else token,
         )
 
     async def get_history(self, instance_id: str) -> list[dict[str, Any]]:
@@ -486,7 +447,7 @@ class DurableClientService:
         if self._reload is not None:
             await self._reload(instance_id)
         rewound: list[str] = []
-        leaves = await self._storage.rewind_history(instance_id, rewound=rewound)
+        leaves = await rewind_history(self._storage, instance_id, rewound=rewound)
         if self._reload is not None:
             for changed in rewound:
                 await self._reload(changed)
@@ -517,7 +478,7 @@ class DurableClientService:
         # nothing this host holds of it writes again, then delete what is stored.
         if self._forget is not None:
             await self._forget(record.instance_id, {record.execution_id} if record.execution_id else set())
-        instances, rows = await self._storage.purge_instance_data(record.instance_id)
+        instances, rows = await self._storage.purge_instance(record.instance_id)
         return PurgeResult(instances, rows)
 
     async def purge_instances(
@@ -533,7 +494,7 @@ class DurableClientService:
         behaviour, reproduced on purpose so it shows up locally rather than in production.
         """
         kept = None if statuses is None else tuple(s.name for s in statuses if s in PURGEABLE_STATES)
-        condition = InstanceCondition(created_from=created_from, created_to=created_to, statuses=kept)
+        condition = InstanceQuery(created_from=created_from, created_to=created_to, statuses=kept)
         instances = rows = 0
         for record in await self._storage.query_all_instances(condition):
             purged = await self._purge(record)
@@ -542,7 +503,7 @@ class DurableClientService:
         return PurgeResult(instances, rows)
 
     async def delete_task_hub(self) -> None:
-        await self._storage.delete_task_hub()
+        await self._storage.delete()
 
     # -- URLs and bindings ------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from emulator.client._client import (
 from emulator.client._entity_client import EntitySignalError, signal_input
 from emulator.client._task_hubs import TaskHubClients
 from emulator.durable._history import OrchestrationStatus
-from emulator.taskhub._storage import InstanceCondition
+from emulator.taskhub._interface import InstanceQuery
 from emulator.taskhub._storage_outage import StorageUnavailableError
 
 logger = logging.getLogger("emulator.http")
@@ -343,7 +343,7 @@ class DurableHttpApi:
 
     async def _list(self, request: web.Request) -> web.Response:
         statuses = parse_statuses(_repeated(request, "runtimeStatus"))
-        condition = InstanceCondition(
+        condition = InstanceQuery(
             created_from=parse_datetime(_query_value(request, "createdTimeFrom")),
             created_to=parse_datetime(_query_value(request, "createdTimeTo")),
             statuses=_status_names(statuses) or None,

@@ -19,9 +19,9 @@ from emulator.durable._entities import (
 )
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._replay import unknown_function_message
-from emulator.taskhub._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator.taskhub._interface import ControlMessage, InstanceQuery, MessageLease, TaskHub
 
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 #: The extension builds this ArgumentException with its two arguments swapped, so the message
 #: users see names the parameter first: reproduced as is.
@@ -56,7 +56,7 @@ class EntityClient:
 
     def __init__(
         self,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         leases: LeaseKeeper | None,
         deliver: ControlSink,
         index: AppIndex | None = None,
@@ -104,7 +104,7 @@ class EntityClient:
 
     async def list(self, name: str | None = None) -> list[EntityEntry]:
         entries: list[EntityEntry] = []
-        for record in await self._storage.query_instances():
+        for record in await self._storage.query_all_instances(InstanceQuery()):
             if not record.instance_id.startswith("@"):
                 continue
             entity_name, key = parse_entity_instance_id(record.instance_id)

@@ -20,16 +20,13 @@ hub that does not exist answers 404 and creates nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 
-from azure.core.exceptions import ResourceNotFoundError
-
 from emulator.client._client import ClientError, DurableClientService
 from emulator.functions._accounts import ConnectionSettingError, StorageAccounts
-from emulator.host._azurite import client_options
-from emulator.taskhub._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator.taskhub._interface import ControlMessage, MessageLease
+from emulator.taskhub.azure import is_missing_resource, open_task_hub, stored_partition_count
 
 TASK_HUB_PARAMETER = "taskHub"
 CONNECTION_PARAMETER = "connection"
@@ -71,7 +68,7 @@ def named_hub(query: Mapping[str, str]) -> tuple[str | None, str | None]:
     return hub, connection
 
 
-def _leave_queued(message: ControlMessage, handle: MessageHandle | None) -> None:
+def _leave_queued(message: ControlMessage, handle: MessageLease | None) -> None:
     """Messages to another hub stay in its queues for that hub's hosts."""
 
 
@@ -107,13 +104,13 @@ class TaskHubClients:
         if hub == self._own.hub_name and connection_string == self._own_connection_string:
             yield self._own
             return
-        partition_count = await _stored_partition_count(connection_string, hub, self._partition_count)
+        partition_count = await stored_partition_count(connection_string, hub, self._partition_count)
         if partition_count is None and not creates_hub:
             raise TaskHubNotFoundError(hub)
-        storage = TaskHubStorage(connection_string, hub, partition_count or self._partition_count)
+        storage = open_task_hub(connection_string, hub, partition_count or self._partition_count)
         try:
             if partition_count is None:
-                await storage.create_task_hub()
+                await storage.create()
             yield DurableClientService(
                 storage=storage,
                 index=None,
@@ -122,7 +119,9 @@ class TaskHubClients:
                 urls=self._own.urls,
                 connection_name=connection or self._own.connection_name,
             )
-        except ResourceNotFoundError:
+        except Exception as exc:
+            if not is_missing_resource(exc):
+                raise
             raise TaskHubNotFoundError(hub) from None  # e.g. its tables were deleted meanwhile
         finally:
             await storage.close()
@@ -138,25 +137,3 @@ class TaskHubClients:
                 f"Unable to resolve the Azure Storage connection named '{connection}'.",
                 "System.InvalidOperationException",
             ) from None
-
-
-async def _stored_partition_count(connection_string: str, hub: str, default: int) -> int | None:
-    """The partition count in the hub's ``taskhub.json`` (``default`` if it names none), or None
-    when the hub does not exist."""
-    from azure.storage.blob.aio import BlobClient
-
-    blob = BlobClient.from_connection_string(
-        connection_string, f"{hub.lower()}-leases", "taskhub.json", **client_options(connection_string)
-    )
-    try:
-        text = await (await blob.download_blob()).readall()
-    except ResourceNotFoundError:
-        return None
-    finally:
-        await blob.close()
-    with contextlib.suppress(ValueError):
-        info = json.loads(text)
-        count = info.get("PartitionCount") if isinstance(info, dict) else None
-        if isinstance(count, int) and 1 <= count <= 16:
-            return count
-    return default

@@ -43,11 +43,11 @@ from emulator.durable._leases import LeaseKeeper
 from emulator.durable._timers import DurableClock
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
-from emulator.taskhub._storage import ControlMessage, MessageHandle, TaskHubStorage
+from emulator.taskhub._interface import ControlMessage, InstanceUpdate, MessageLease, TaskHub
 
 logger = logging.getLogger("emulator.entities")
 
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 
 def entity_instance_id(name: str, key: str) -> str:
@@ -139,17 +139,17 @@ def _sender(request: dict[str, Any]) -> str | None:
 @dataclass
 class _Entity:
     instance_id: str
-    pending: list[tuple[dict[str, Any], MessageHandle | None]] = field(default_factory=list)
+    pending: list[tuple[dict[str, Any], MessageLease | None]] = field(default_factory=list)
     state: EntityState | None = None
     task: asyncio.Task[None] | None = None
-    in_flight: list[tuple[dict[str, Any], MessageHandle | None]] = field(default_factory=list)
+    in_flight: list[tuple[dict[str, Any], MessageLease | None]] = field(default_factory=list)
 
 
 class EntityDispatcher:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         index: AppIndex,
         invocations: InvocationLog,
         leases: LeaseKeeper,
@@ -178,8 +178,8 @@ class EntityDispatcher:
         finally:
             self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
-    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
-        handles: list[MessageHandle] = []
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageLease]:
+        handles: list[MessageLease] = []
         for instance_id in [i for i in self._entities if belongs(i)]:
             entity = self._entities.pop(instance_id)
             if entity.task is not None:
@@ -191,7 +191,7 @@ class EntityDispatcher:
     def busy(self) -> bool:
         return any(e.task is not None for e in self._entities.values())
 
-    def deliver(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def deliver(self, message: ControlMessage, handle: MessageLease | None) -> None:
         if handle is not None:
             self._leases.hold(handle)
         entity = self._entities.get(message.instance_id)
@@ -214,9 +214,9 @@ class EntityDispatcher:
                 self._run(entity), name=f"entity:{message.instance_id}"
             )
 
-    def _spawn_delete(self, handle: MessageHandle) -> None:
+    def _spawn_delete(self, handle: MessageLease) -> None:
         self._leases.release(handle)
-        asyncio.get_running_loop().create_task(self._storage.delete_message(handle))
+        asyncio.get_running_loop().create_task(self._storage.complete(handle))
 
     async def _run(self, entity: _Entity) -> None:
         backoff = 0.5
@@ -246,7 +246,7 @@ class EntityDispatcher:
             if not entity.pending:
                 self._entities.pop(entity.instance_id, None)
 
-    async def _batch(self, entity: _Entity, batch: list[tuple[dict[str, Any], MessageHandle | None]]) -> None:
+    async def _batch(self, entity: _Entity, batch: list[tuple[dict[str, Any], MessageLease | None]]) -> None:
         created = entity.state is not None
         if entity.state is None:
             record = await self._storage.read_instance(entity.instance_id)
@@ -282,22 +282,21 @@ class EntityDispatcher:
             [str(r["id"]) for r in requests],
             state.record(requests, window),
         )
-        columns: dict[str, Any] = {
-            "Name": f"@{name}",
-            "Input": new_state.to_json(),
-            "RuntimeStatus": OrchestrationStatus.Running.name,
-            "LastUpdatedTime": now,
-            "TaskHubName": self._storage.hub_name,
-        }
+        update = InstanceUpdate(
+            last_updated_time=now,
+            runtime_status=OrchestrationStatus.Running,
+            name=f"@{name}",
+            input=new_state.to_json(),
+        )
         if not created:
-            columns.update({"CreatedTime": now, "ExecutionId": h.new_execution_id(), "Version": ""})
-        await self._storage.merge_instance(entity.instance_id, columns)
+            update.created_time, update.execution_id = now, h.new_execution_id()
+        await self._storage.update_instance(entity.instance_id, update)
         entity.state = new_state
         # 3. Acknowledge the messages.
         handles = [consumed for _, consumed in batch if consumed is not None]
         for consumed in handles:
             self._leases.release(consumed)
-        await asyncio.gather(*(self._storage.delete_message(consumed) for consumed in handles))
+        await asyncio.gather(*(self._storage.complete(consumed) for consumed in handles))
 
     def _log_failures(
         self, instance_id: str, name: str, requests: list[dict[str, Any]], results: list[dict[str, Any]]
@@ -309,7 +308,7 @@ class EntityDispatcher:
                 reason = _error_text(result.get("result"))
                 operation, operation_id = str(request.get("op")), str(request.get("id"))
                 entity_operation_failed(
-                    self._storage.hub_name, name, instance_id, operation, operation_id, reason
+                    self._storage.name, name, instance_id, operation, operation_id, reason
                 )
 
     async def _execute(

@@ -13,22 +13,22 @@ import contextlib
 import logging
 import time
 
-from emulator.taskhub._storage import MessageHandle, TaskHubStorage
+from emulator.taskhub._interface import MessageLease, TaskHub
 
 logger = logging.getLogger("emulator.leases")
 
 
 class LeaseKeeper:
-    def __init__(self, storage: TaskHubStorage, lease_seconds: float) -> None:
+    def __init__(self, storage: TaskHub, lease_seconds: float) -> None:
         self._storage = storage
         self.lease_seconds = lease_seconds
-        self._held: dict[int, MessageHandle] = {}
+        self._held: dict[int, MessageLease] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def hold(self, handle: MessageHandle) -> None:
+    def hold(self, handle: MessageLease) -> None:
         self._held[id(handle)] = handle
 
-    def release(self, handle: MessageHandle) -> None:
+    def release(self, handle: MessageLease) -> None:
         self._held.pop(id(handle), None)
 
     @property
@@ -48,18 +48,15 @@ class LeaseKeeper:
         """Make every held message visible again now, so a restarted host picks it up at once."""
         held = list(self._held.values())
         self._held.clear()
-        await asyncio.gather(
-            *(self._storage.renew_message(handle, 0) for handle in held), return_exceptions=True
-        )
+        await asyncio.gather(*(self._storage.renew(handle, 0) for handle in held), return_exceptions=True)
 
-    async def _renew(self, handle: MessageHandle) -> None:
-        if await self._storage.renew_message(handle, self.lease_seconds):
+    async def _renew(self, handle: MessageLease) -> None:
+        if await self._storage.renew(handle, self.lease_seconds):
             return
         if id(handle) in self._held:  # not a message that was just finished and deleted
             logger.warning(
-                "Lost the lease on message %s of %s; another receiver may process it again",
-                handle.message_id,
-                handle.queue_name,
+                "Lost the lease on message %s; another receiver may process it again",
+                handle.label,
             )
             self._held.pop(id(handle), None)
 

@@ -57,23 +57,24 @@ from emulator.durable._replay_check import (
     replay_due,
 )
 from emulator.durable._timers import DurableClock
+from emulator.durable._work_items import WorkItem
 from emulator.durable._worker import OrchestratorSession
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
-from emulator.taskhub._storage import (
+from emulator.taskhub._interface import (
     ControlMessage,
     HistoryConflictError,
-    MessageHandle,
+    InstanceUpdate,
+    MessageLease,
     StoredHistory,
-    TaskHubStorage,
-    WorkItem,
+    TaskHub,
 )
 
 logger = logging.getLogger("emulator.orchestrations")
 
 WorkSink = Callable[[list[WorkItem]], None]
-TimerSink = Callable[[ControlMessage, MessageHandle | None, datetime], None]
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+TimerSink = Callable[[ControlMessage, MessageLease | None, datetime], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 #: History column naming the queue message an event came in, to recognise redeliveries.
 MESSAGE_ID = "MessageId"
@@ -96,7 +97,7 @@ class _Delivery:
     """Events of one control message and the handle to acknowledge once they are checkpointed."""
 
     message: ControlMessage
-    handle: MessageHandle | None
+    handle: MessageLease | None
     #: The events exist only in memory (activity results): nothing to acknowledge, and a
     #: crash loses them, which the activities' TaskScheduled rows make up for.
     volatile: bool = False
@@ -104,9 +105,9 @@ class _Delivery:
 
 @dataclass
 class _StatusWrite:
-    """Instances-row columns and consumed messages of episodes not yet reflected in storage."""
+    """The instance update and consumed messages of episodes not yet reflected in storage."""
 
-    columns: dict[str, Any] = field(default_factory=dict)
+    update: InstanceUpdate | None = None
     consumed: list[_Delivery] = field(default_factory=list)
     #: Set when the runtime status changes: written at once, without waiting for more.
     urgent: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,7 +131,7 @@ class _Unflushed:
     #: What it consumed: pending again should its rows never be written.
     batch: list[tuple[HistoryEvent, _Delivery]]
     consumed: list[_Delivery]
-    columns: dict[str, Any]
+    update: InstanceUpdate
     timer: asyncio.TimerHandle | None = None
     #: The wait is over: write the rows without waiting for more.
     due: bool = False
@@ -271,7 +272,7 @@ class OrchestrationDispatcher:
     def __init__(
         self,
         *,
-        storage: TaskHubStorage,
+        storage: TaskHub,
         index: AppIndex,
         invocations: InvocationLog,
         leases: LeaseKeeper,
@@ -307,14 +308,14 @@ class OrchestrationDispatcher:
         self._timer_sink = timer_sink
         self._control_sink = control_sink
 
-    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageLease]:
         """Forget the instances another host now owns; return the message handles they held."""
-        handles: list[MessageHandle] = []
+        handles: list[MessageLease] = []
         for instance_id in [i for i in self._instances if belongs(i)]:
             handles += self._discard(self._instances.pop(instance_id))
         return handles
 
-    async def forget(self, instance_id: str, execution_ids: set[str]) -> list[MessageHandle]:
+    async def forget(self, instance_id: str, execution_ids: set[str]) -> list[MessageLease]:
         """Forget a purged instance and its executions; return the message handles it held.
 
         Its episode and status write are cancelled and awaited, so that neither writes to
@@ -344,7 +345,7 @@ class OrchestrationDispatcher:
         instance.history = instance.session = instance.index = None
 
     @staticmethod
-    def _discard(instance: _Instance) -> list[MessageHandle]:
+    def _discard(instance: _Instance) -> list[MessageLease]:
         instance.dropped = True
         for task in (instance.task, instance.follow_up):
             if task is not None:
@@ -370,7 +371,7 @@ class OrchestrationDispatcher:
 
     # -- intake -----------------------------------------------------------------------------
 
-    def deliver(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def deliver(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Queue a control message's events for its instance and make sure an episode will run."""
         if (message.instance_id, message.execution_id) in self._purged:
             self._drop_purged(message, handle)
@@ -400,7 +401,7 @@ class OrchestrationDispatcher:
         instance.pending.append((event, _Delivery(message, None, volatile=True)))
         self._wake(instance)
 
-    def _drop_purged(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def _drop_purged(self, message: ControlMessage, handle: MessageLease | None) -> None:
         logger.debug(
             "Dropping a message for purged execution %s of '%s'", message.execution_id, message.instance_id
         )
@@ -625,7 +626,7 @@ class OrchestrationDispatcher:
         else:
             committed, rows = len(stored.events), episode.rows
         etag = await self._storage.append_history(
-            instance.instance_id, episode.execution_id, committed, rows, stored.etag
+            instance.instance_id, episode.execution_id, committed, rows, stored.version
         )
         instance.forget_unflushed()
         self._take_rows(instance, stored, episode, etag)
@@ -635,8 +636,8 @@ class OrchestrationDispatcher:
         instance.pending = deferred + instance.pending
         self._settle(instance, batch, deferred)
         if carried is not None:
-            self._queue_status_write(instance, carried.columns, carried.consumed)
-        self._queue_status_write(instance, self._instance_columns(episode, accepted, now), consumed)
+            self._queue_status_write(instance, carried.update, carried.consumed)
+        self._queue_status_write(instance, self._instance_update(episode, accepted, now), consumed)
         if decisions.is_finished:
             # The final status is what callers wait for; nothing may overtake it.
             assert instance.follow_up is not None
@@ -644,7 +645,7 @@ class OrchestrationDispatcher:
             if decisions.status == OrchestrationStatus.Failed:
                 reason = decisions.output or ""
                 function_failed(
-                    self._storage.hub_name, episode.name, "Orchestrator", instance.instance_id, reason
+                    self._storage.name, episode.name, "Orchestrator", instance.instance_id, reason
                 )
             else:
                 logger.info(
@@ -658,17 +659,17 @@ class OrchestrationDispatcher:
         return True
 
     def _queue_status_write(
-        self, instance: _Instance, columns: dict[str, Any], consumed: list[_Delivery]
+        self, instance: _Instance, update: InstanceUpdate, consumed: list[_Delivery]
     ) -> None:
-        """Have an episode's Instances-row columns written and its messages acknowledged.
+        """Have an episode's instance update written and its messages acknowledged.
 
         The next episode need not wait for them (invariants 5 and 3 hold: both follow the
         history); they are written in episode order behind it.
         """
         pending_write = instance.unwritten = instance.unwritten or _StatusWrite()
-        pending_write.columns.update(columns)
+        pending_write.update = update if pending_write.update is None else pending_write.update.then(update)
         pending_write.consumed += consumed
-        if "RuntimeStatus" in columns:
+        if update.runtime_status is not None:
             pending_write.urgent.set()
         if _settled(instance.follow_up):
             instance.follow_up = asyncio.get_running_loop().create_task(self._write_status(instance))
@@ -686,7 +687,7 @@ class OrchestrationDispatcher:
     ) -> None:
         """Keep an episode's rows in memory for the next episode's transaction (``_Unflushed``)."""
         start = len(stored.events)
-        self._take_rows(instance, stored, episode, stored.etag)  # the ETag of before: not written yet
+        self._take_rows(instance, stored, episode, stored.version)  # the ETag of before: not written yet
         instance.pending = deferred + instance.pending
         self._settle(instance, batch, deferred)
         waiting = {id(event) for event, _ in deferred}
@@ -694,7 +695,7 @@ class OrchestrationDispatcher:
             start,
             [(event, delivery) for event, delivery in batch if id(event) not in waiting],
             consumed,
-            self._instance_columns(episode, accepted, now),
+            self._instance_update(episode, accepted, now),
         )
         carried.timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_soon, instance)
 
@@ -727,12 +728,12 @@ class OrchestrationDispatcher:
             history.execution_id,
             carried.start,
             history.events[carried.start :],
-            history.etag,
+            history.version,
         )
         instance.forget_unflushed()
         instance.history = StoredHistory(history.events, etag, history.execution_id)
         crash_point("episode-after-history")
-        self._queue_status_write(instance, carried.columns, carried.consumed)
+        self._queue_status_write(instance, carried.update, carried.consumed)
 
     async def _load_history(self, instance: _Instance) -> None:
         """Read the history and dispatch its activities that have no result and are not running."""
@@ -849,14 +850,15 @@ class OrchestrationDispatcher:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(instance.unwritten.urgent.wait(), STATUS_WRITE_DELAY)
             write, instance.unwritten = instance.unwritten, None
-            await self._write_once(instance.instance_id, write.columns, write.consumed)
+            assert write.update is not None  # queued with its first update
+            await self._write_once(instance.instance_id, write.update, write.consumed)
             instance.release_status_waiters(written=True)
 
-    async def _write_once(self, instance_id: str, columns: dict[str, Any], consumed: list[_Delivery]) -> None:
+    async def _write_once(self, instance_id: str, update: InstanceUpdate, consumed: list[_Delivery]) -> None:
         backoff = 0.5
         while True:
             try:
-                if not await self._storage.merge_instance(instance_id, columns):
+                if not await self._storage.update_instance(instance_id, update):
                     logger.debug("No Instances row of '%s' to update: it was purged", instance_id)
                 break
             except Exception as exc:
@@ -904,18 +906,17 @@ class OrchestrationDispatcher:
             return
         logger.info("Bringing the Instances row of '%s' up to date with its history", instance_id)
         last = h.parse_timestamp(stored.events[-1]["Timestamp"])
-        columns: dict[str, Any] = {
-            "Name": started.get("Name"),
-            "Input": started.get("Input"),
-            "RuntimeStatus": status.name,
-            "CreatedTime": h.parse_timestamp(started["Timestamp"]),
-            "LastUpdatedTime": last,
-            "ExecutionId": execution_id,
-            "TaskHubName": self._storage.hub_name,
-        }
+        update = InstanceUpdate(
+            last_updated_time=last,
+            runtime_status=status,
+            execution_id=execution_id,
+            name=started.get("Name"),
+            created_time=h.parse_timestamp(started["Timestamp"]),
+            input=started.get("Input"),
+        )
         if status not in (OrchestrationStatus.Running, OrchestrationStatus.Suspended):
-            columns.update({"Output": output, "CompletedTime": last})
-        await self._storage.merge_instance(instance_id, columns)
+            update.output, update.completed_time = output, last
+        await self._storage.update_instance(instance_id, update)
 
     def _episode_time(self, instance: _Instance) -> datetime:
         # current_utc_datetime must never go backwards between episodes.
@@ -1024,7 +1025,7 @@ class OrchestrationDispatcher:
                     keep = True
                 elif finished and execution_id != stored.execution_id:
                     # A new execution over a finished one: its history starts again at row 0.
-                    stored = StoredHistory([], stored.etag, None)
+                    stored = StoredHistory([], stored.version, None)
                     scheduled, completed = set(), set()
                     completed_now.clear()
                     finished = suspended = False
@@ -1149,40 +1150,31 @@ class OrchestrationDispatcher:
         handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
         return functools.partial(self._control_sink or self.deliver, message, handle)
 
-    def _instance_columns(
-        self, episode: Episode, accepted: list[HistoryEvent], now: datetime
-    ) -> dict[str, Any]:
+    @staticmethod
+    def _instance_update(episode: Episode, accepted: list[HistoryEvent], now: datetime) -> InstanceUpdate:
         decisions, started = episode.decisions, episode.started
-        columns: dict[str, Any] = {"LastUpdatedTime": now, "ExecutionId": episode.execution_id}
-        if decisions.custom_status is not None:
-            columns["CustomStatus"] = decisions.custom_status
+        update = InstanceUpdate(last_updated_time=now, execution_id=episode.execution_id)
+        update.custom_status = decisions.custom_status
         if episode.new_generation or any(h.event_type(e) == EventType.ExecutionStarted for e in accepted):
-            columns.update(
-                {
-                    "Name": started.get("Name"),
-                    "Input": started.get("Input"),
-                    "RuntimeStatus": OrchestrationStatus.Running.name,
-                    "CreatedTime": h.parse_timestamp(started["Timestamp"]),
-                    "TaskHubName": self._storage.hub_name,
-                    "Version": "",
-                    "Generation": int(started.get("Generation") or 0),
-                }
-            )
+            update.name, update.input = started.get("Name"), started.get("Input")
+            update.runtime_status = OrchestrationStatus.Running
+            update.created_time = h.parse_timestamp(started["Timestamp"])
+            update.generation = int(started.get("Generation") or 0)
         if episode.suspended is not None:
             reason = next((e.get("Reason") for e in reversed(accepted) if e.get("Reason") is not None), None)
             status = OrchestrationStatus.Suspended if episode.suspended else OrchestrationStatus.Running
-            columns.update({"RuntimeStatus": status.name, "Output": reason})
+            update.runtime_status, update.output = status, reason
         if decisions.is_finished:
-            columns["RuntimeStatus"] = decisions.status.name
-            columns["Output"] = decisions.output
-            columns["CompletedTime"] = now
-        return columns
+            update.runtime_status = decisions.status
+            update.output = decisions.output
+            update.completed_time = now
+        return update
 
     async def _consume(self, deliveries: list[_Delivery]) -> None:
         handles = [d.handle for d in deliveries if d.handle is not None]
         for handle in handles:
             self._leases.release(handle)
-        await asyncio.gather(*(self._storage.delete_message(handle) for handle in handles))
+        await asyncio.gather(*(self._storage.complete(handle) for handle in handles))
 
 
 def _orchestrator_name(history: list[HistoryEvent], new_events: list[HistoryEvent]) -> str:

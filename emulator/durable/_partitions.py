@@ -1,11 +1,12 @@
 """Partition ownership: which host processes which control queue.
 
-Like the real provider's table partition manager (the ``{hub}Partitions`` table: one row per
-control queue with ``CurrentOwner``, ``NextOwner``, ``ExpiresAt``), every change is an
-ETag-conditional update, so two hosts can never both own a partition (docs/durability.md invariant 7
-across hosts, on top of the history's own ETag check). Owners renew their rows; a dead host's
-rows expire and are claimed by the others. A host that owns less than its share asks for a
-partition by writing its name into ``NextOwner``; the owner hands it over on its next renewal.
+Like the real provider's table partition manager (one lease per control queue with its current
+owner, the next owner and when it expires), every change is a conditional write
+(``TaskHub.write_partition_lease``), so two hosts can never both own a partition
+(docs/durability.md invariant 7 across hosts, on top of the history's own version check). Owners
+renew their leases; a dead host's leases expire and are claimed by the others. A host that owns
+less than its share asks for a partition by naming itself its next owner; the owner hands it over
+on its next renewal.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-
-if TYPE_CHECKING:
-    from azure.data.tables.aio import TableClient
+from typing import Any
 
 from emulator.durable import _history as h
-from emulator.taskhub._storage_outage import StorageHealth, is_transient
+from emulator.taskhub._interface import PartitionLease, TaskHub
+from emulator.taskhub._storage_outage import StorageHealth
 
 logger = logging.getLogger("emulator.partitions")
 
@@ -35,8 +32,7 @@ Listener = Callable[[int], None]
 class PartitionManager:
     def __init__(
         self,
-        table: TableClient,
-        queue_names: list[str],
+        task_hub: TaskHub,
         owner: str,
         *,
         lease_seconds: float = 30.0,
@@ -45,8 +41,8 @@ class PartitionManager:
         health: StorageHealth | None = None,
         is_dead_predecessor: Callable[[str], bool] = lambda owner: False,
     ) -> None:
-        self._table = table
-        self._queues = queue_names
+        self._task_hub = task_hub
+        self._names = [task_hub.partition_name(p) for p in range(task_hub.partition_count)]
         self.owner = owner
         self.lease = timedelta(seconds=lease_seconds)
         self._on_acquired = on_acquired
@@ -81,24 +77,18 @@ class PartitionManager:
 
         async def release_one(partition: int) -> None:
             with contextlib.suppress(Exception):
-                row = await self._table.get_entity("", self._queues[partition])
-                if row.get("CurrentOwner") == self.owner:
-                    await self._write(row, {"CurrentOwner": "", "ExpiresAt": h.utcnow()})
+                lease = next(
+                    x for x in await self._task_hub.read_partition_leases() if x.partition == partition
+                )
+                if lease.owner == self.owner:
+                    await self._write(lease, owner=None, expires_at=h.utcnow())
 
         await asyncio.gather(*(release_one(partition) for partition in owned))
 
     async def _ensure_rows(self) -> None:
-        for name in self._queues:
-            with contextlib.suppress(ResourceExistsError):
-                await self._table.create_entity(
-                    {
-                        "PartitionKey": "",
-                        "RowKey": name,
-                        "CurrentOwner": "",
-                        "NextOwner": "",
-                        "ExpiresAt": h.utcnow(),
-                    }
-                )
+        for partition in range(len(self._names)):
+            # None: it exists already.
+            await self._task_hub.write_partition_lease(PartitionLease(partition, None, None, h.utcnow()))
 
     async def _loop(self) -> None:
         interval = max(self.lease.total_seconds() / 3.0, 0.2)
@@ -107,7 +97,7 @@ class PartitionManager:
             try:
                 await self.balance()
             except Exception as exc:
-                if self._health is not None and is_transient(exc):
+                if self._health is not None and self._task_hub.is_transient(exc):
                     self._health.failed(exc)  # one line for the whole outage
                 else:
                     logger.warning("Could not renew partition ownership (%s); retrying", exc)
@@ -115,45 +105,32 @@ class PartitionManager:
                 if self._health is not None:
                     self._health.answered()
 
-    async def _write(self, row: Any, changes: dict[str, Any]) -> bool:
-        from azure.data.tables import UpdateMode
-
-        entity = {"PartitionKey": "", "RowKey": row["RowKey"], **changes}
-        try:
-            await self._table.update_entity(
-                entity,
-                mode=UpdateMode.MERGE,
-                etag=row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        return True
+    async def _write(self, lease: PartitionLease, **changes: Any) -> bool:
+        """Change the lease as read; False when someone else changed it meanwhile."""
+        return await self._task_hub.write_partition_lease(replace(lease, **changes)) is not None
 
     async def balance(self) -> None:
         """Renew what we own, claim what is free or expired, and share with hosts that have less."""
         now = h.utcnow()
-        rows = [r async for r in self._table.query_entities("PartitionKey eq ''")]
-        by_queue = {r["RowKey"]: r for r in rows}
+        leases = await self._task_hub.read_partition_leases()
+        by_partition = {lease.partition: lease for lease in leases}
         # A request for a partition counts only while its host keeps renewing it: a host that died
         # after asking must not hold a partition back forever.
         stale = now - 2 * self.lease
-        wants = {
-            r["RowKey"]: str(r.get("NextOwner") or "") for r in rows if _aware(r.get("NextOwnerAt")) > stale
+        wants = {x.partition: x.next_owner or "" for x in leases if _aware(x.next_owner_at) > stale}
+        owners = {x.owner for x in leases if x.owner and _aware(x.expires_at) > now} | {
+            owner for owner in wants.values() if owner
         }
-        owners = {
-            str(r["CurrentOwner"]) for r in rows if r.get("CurrentOwner") and _aware(r.get("ExpiresAt")) > now
-        } | {owner for owner in wants.values() if owner}
         owners.add(self.owner)
-        fair_share = math.ceil(len(self._queues) / len(owners))
+        fair_share = math.ceil(len(self._names) / len(owners))
         expires = now + self.lease
-        for partition, name in enumerate(self._queues):
-            row = by_queue.get(name)
+        for partition, name in enumerate(self._names):
+            row = by_partition.get(partition)
             if row is None:
                 continue
-            current = str(row.get("CurrentOwner") or "")
-            wanted_by = wants.get(name, "")
-            alive = current and _aware(row.get("ExpiresAt")) > now
+            current = row.owner or ""
+            wanted_by = wants.get(partition, "")
+            alive = current and _aware(row.expires_at) > now
             if alive and current != self.owner and self._is_dead_predecessor(current):
                 logger.info(
                     "%s is held by '%s', an earlier host on this machine and port that has ended: "
@@ -165,31 +142,27 @@ class PartitionManager:
             if current == self.owner and alive:
                 if wanted_by and wanted_by != self.owner and len(self.owned) > fair_share:
                     # Hand over to the host that asked: it claims the row once we clear it.
-                    if await self._write(row, {"CurrentOwner": "", "ExpiresAt": now}):
+                    if await self._write(row, owner=None, expires_at=now):
                         self._lose(partition)
                     continue
-                if await self._write(row, {"ExpiresAt": expires, "LastRenewal": now}):
+                if await self._write(row, expires_at=expires, last_renewal=now):
                     continue
                 self._lose(partition)
             elif not alive or current == self.owner:
                 if wanted_by and wanted_by != self.owner and len(self.owned) >= fair_share:
                     continue  # leave it to the host that asked for it
-                changes = {
-                    "CurrentOwner": self.owner,
-                    "NextOwner": "",
-                    "OwnedSince": now,
-                    "ExpiresAt": expires,
-                }
-                if await self._write(row, changes):
+                if await self._write(
+                    row, owner=self.owner, next_owner=None, owned_since=now, expires_at=expires
+                ):
                     self._gain(partition)
                 else:
                     self._lose(partition)
             else:
                 self._lose(partition)
                 asks = len(self.owned) < fair_share and wanted_by in ("", self.owner)
-                self._report_wait(partition, current, _aware(row.get("ExpiresAt")) - now, asks)
+                self._report_wait(partition, current, _aware(row.expires_at) - now, asks)
                 if asks:
-                    await self._write(row, {"NextOwner": self.owner, "NextOwnerAt": now})
+                    await self._write(row, next_owner=self.owner, next_owner_at=now)
 
     def _report_wait(self, partition: int, holder: str, remaining: timedelta, asks: bool) -> None:
         """Say once per holder what this host waits for, and how long at most."""
@@ -200,7 +173,7 @@ class PartitionManager:
         logger.info(
             "%s is owned by host '%s' (lease for %.0f s more); %sor this host takes it once "
             "that lease expires without renewal",
-            self._queues[partition],
+            self._names[partition],
             holder,
             max(remaining.total_seconds(), 0.0),
             handover,
@@ -210,17 +183,17 @@ class PartitionManager:
         self._waiting_for.pop(partition, None)
         if partition not in self.owned:
             self.owned.add(partition)
-            logger.info("Host '%s' now owns %s", self.owner, self._queues[partition])
+            logger.info("Host '%s' now owns %s", self.owner, self._names[partition])
             self._on_acquired(partition)
 
     def _lose(self, partition: int) -> None:
         if partition in self.owned:
             self.owned.discard(partition)
-            logger.info("Host '%s' no longer owns %s", self.owner, self._queues[partition])
+            logger.info("Host '%s' no longer owns %s", self.owner, self._names[partition])
             self._on_lost(partition)
 
 
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
+def _aware(value: datetime | None) -> datetime:
+    if value is None:
         return datetime.min.replace(tzinfo=h.utcnow().tzinfo)
     return value if value.tzinfo else value.replace(tzinfo=h.utcnow().tzinfo)

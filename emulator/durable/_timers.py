@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from emulator.durable import _history as h
 from emulator.durable._history import EventType
 from emulator.durable._leases import LeaseKeeper
-from emulator.taskhub._storage import ControlMessage, MessageHandle
+from emulator.taskhub._interface import ControlMessage, MessageLease
 
 logger = logging.getLogger("emulator.timers")
 
-ControlSink = Callable[[ControlMessage, MessageHandle | None], None]
+ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 
 class DurableClock:
@@ -64,7 +64,7 @@ class TimerScheduler:
         self._clock = clock
         self._leases = leases
         self._deliver = deliver
-        self._heap: list[tuple[datetime, int, ControlMessage, MessageHandle | None]] = []
+        self._heap: list[tuple[datetime, int, ControlMessage, MessageLease | None]] = []
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -76,13 +76,13 @@ class TimerScheduler:
     def next_fire_time(self) -> datetime | None:
         return self._heap[0][0] if self._heap else None
 
-    def schedule(self, message: ControlMessage, handle: MessageHandle | None, fire_at: datetime) -> None:
+    def schedule(self, message: ControlMessage, handle: MessageLease | None, fire_at: datetime) -> None:
         if handle is not None:
             self._leases.hold(handle)
         heapq.heappush(self._heap, (fire_at, next(self._order), message, handle))
         self._wake.set()
 
-    def route(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def route(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Deliver a control message now, or hold it until its timers are due."""
         due = fire_time(message)
         if due is not None and due > self._clock.now():
@@ -90,7 +90,7 @@ class TimerScheduler:
         else:
             self._deliver(message, handle)
 
-    def drop(self, belongs: Callable[[str], bool]) -> list[MessageHandle]:
+    def drop(self, belongs: Callable[[str], bool]) -> list[MessageLease]:
         """Forget timers of instances another host now owns; return their message handles."""
         dropped = [entry for entry in self._heap if belongs(entry[2].instance_id)]
         self._heap = [entry for entry in self._heap if not belongs(entry[2].instance_id)]

@@ -24,11 +24,11 @@ from emulator.durable._failure_log import function_failed
 from emulator.durable._history import HistoryEvent
 from emulator.durable._replay import HTTP_ACTIVITY
 from emulator.durable._timers import DurableClock
+from emulator.durable._work_items import WorkItem
 from emulator.durable._worker import ActivityOutcome, run_activity, worker_thread_count
 from emulator.functions._http_activity import run_http_activity
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
-from emulator.taskhub._storage import WorkItem
 
 logger = logging.getLogger("emulator.activities")
 

@@ -30,6 +30,7 @@ from emulator.durable._orchestrations import OrchestrationDispatcher
 from emulator.durable._partitions import PartitionManager
 from emulator.durable._replay_check import enabled as replay_check_enabled
 from emulator.durable._timers import DurableClock, TimerScheduler
+from emulator.durable._work_items import WorkItem
 from emulator.functions._accounts import StorageAccounts
 from emulator.functions._activities import ActivityDispatcher
 from emulator.functions._bindings import Bindings, RecordedOutput, activate, deactivate
@@ -40,14 +41,9 @@ from emulator.host._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator.http._auth import FunctionKeys
 from emulator.http._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator.http._http_triggers import HttpTriggerRouter
-from emulator.taskhub._storage import (
-    ControlMessage,
-    MessageHandle,
-    TaskHubStorage,
-    WorkItem,
-    import_storage_clients,
-)
-from emulator.taskhub._storage_outage import StorageHealth, is_transient, retrying
+from emulator.taskhub._interface import ControlMessage, MessageLease, TaskHub
+from emulator.taskhub._storage_outage import StorageHealth, retrying
+from emulator.taskhub.azure import import_storage_clients, is_storage_error, open_task_hub
 
 logger = logging.getLogger("emulator.host")
 
@@ -60,6 +56,9 @@ class HostOptions:
     bind: str = "127.0.0.1"
     #: Overrides the app's storage connection setting (tests pass their Azurite here).
     connection_string: str | None = None
+    #: The task hub to run on instead of the app's in Azure Storage (tests pass an in-memory one:
+    #: ``emulator.taskhub.memory``); bindings and triggers still use the storage connection.
+    task_hub: TaskHub | None = None
     #: How long a message stays leased to this host without renewal; None: host.json's
     #: controlQueueVisibilityTimeout, else the real default of 5 minutes.
     lease_seconds: float | None = None
@@ -79,7 +78,7 @@ class EmulatorHost:
         self.invocations = InvocationLog()
         self.settings: AppSettings | None = None
         self.index: AppIndex | None = None
-        self.storage: TaskHubStorage | None = None
+        self.storage: TaskHub | None = None
         self.client: DurableClientService | None = None
         #: Whether the task hub's storage answers (None until the back end starts).
         self.storage_health: StorageHealth | None = None
@@ -145,7 +144,7 @@ class EmulatorHost:
         assert self.storage is not None
         logger.info(
             "Host started: task hub '%s' with %d partitions",
-            self.storage.hub_name,
+            self.storage.name,
             self.storage.partition_count,
         )
 
@@ -210,10 +209,7 @@ class EmulatorHost:
         try:
             await self._start_back_end(settings, index)
         except Exception as exc:
-            # Imported here: the storage SDKs load on a thread when the back end starts.
-            from azure.core.exceptions import AzureError
-
-            if isinstance(exc, AppLoadError | AzureError | OSError):
+            if isinstance(exc, AppLoadError | OSError) or is_storage_error(exc):
                 raise
             setting = settings.storage_connection_name
             raise AppLoadError(
@@ -226,11 +222,11 @@ class EmulatorHost:
         # listener keeps answering meanwhile.
         await asyncio.to_thread(import_storage_clients)
         connection_string = self.options.connection_string or settings.storage_connection_string()
-        storage = self.storage = TaskHubStorage(
+        storage = self.storage = self.options.task_hub or open_task_hub(
             connection_string, settings.hub_name, settings.partition_count
         )
-        await storage.create_task_hub()
-        health = self.storage_health = StorageHealth(storage.endpoint)
+        await storage.create()
+        health = self.storage_health = StorageHealth(storage)
 
         leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
         orchestrations = self._orchestrations = OrchestrationDispatcher(
@@ -255,15 +251,14 @@ class EmulatorHost:
             invocations=self.invocations,
             clock=self.clock,
             max_concurrent=settings.max_concurrent_activities,
-            hub_name=storage.hub_name,
+            hub_name=storage.name,
         )
         activities.connect(self._activity_result)
         self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
         orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
         owner = host_identity(self.options.port)
         self._partitions = PartitionManager(
-            storage.partitions_table(),
-            storage.control_queue_names,
+            storage,
             owner,
             # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
             lease_seconds=min(30.0, leases.lease_seconds),
@@ -428,16 +423,16 @@ class EmulatorHost:
 
     # -- control messages and partition ownership -----------------------------------------
 
-    def _route_control(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def _route_control(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Process a control message here if this host owns its partition, else let the owner."""
         assert self.storage is not None and self._partitions is not None and self._timers is not None
         if self._partitions.owns(self.storage.partition_of(message.instance_id)):
             self._timers.route(message, handle)
         elif handle is not None:
             # It was sent leased to us: make it visible now so the owner's poller finds it.
-            self._spawn(self.storage.renew_message(handle, 0), "release-control-message")
+            self._spawn(self.storage.renew(handle, 0), "release-control-message")
 
-    def _deliver_owned(self, message: ControlMessage, handle: MessageHandle | None) -> None:
+    def _deliver_owned(self, message: ControlMessage, handle: MessageLease | None) -> None:
         """Hand a due control message of an owned partition to its dispatcher."""
         assert self._orchestrations is not None and self._entities is not None
         if message.instance_id.startswith("@"):
@@ -468,7 +463,7 @@ class EmulatorHost:
         backoff = 0.5
         while self._partitions.owns(partition):
             try:
-                ids = await self.storage.instances_in_progress()
+                ids = await self.storage.unfinished_instances()
                 break
             except Exception as exc:
                 logger.warning(
@@ -498,7 +493,7 @@ class EmulatorHost:
             if self._leases is not None:
                 self._leases.release(handle)
             # Visible at once, so the new owner's poller finds it without waiting out our lease.
-            self._spawn(storage.renew_message(handle, 0), "release-control-message")
+            self._spawn(storage.renew(handle, 0), "release-control-message")
 
     async def _forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
         """Drop an instance about to be purged: its episode, queued events and timers.
@@ -513,7 +508,7 @@ class EmulatorHost:
         for handle in handles:
             if self._leases is not None:
                 self._leases.release(handle)
-        await asyncio.gather(*(self.storage.delete_message(h) for h in handles), return_exceptions=True)
+        await asyncio.gather(*(self.storage.complete(h) for h in handles), return_exceptions=True)
 
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""
@@ -534,7 +529,7 @@ class EmulatorHost:
             try:
                 batch = await self.storage.receive_control(partition, self._leases_seconds())
             except Exception as exc:
-                if is_transient(exc):
+                if self.storage.is_transient(exc):
                     self.storage_health.failed(exc)  # one line for the whole outage
                 else:
                     logger.warning("Could not read control queue %d (%s); retrying", partition, exc)

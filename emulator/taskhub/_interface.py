@@ -127,8 +127,11 @@ class ControlMessage:
 
 @dataclass
 class MessageLease:
-    """A message this host holds. Opaque to the engine except for ``leased_at`` and ``label``."""
+    """A message this host holds. Opaque to the engine except for these fields."""
 
+    #: The same on every delivery of the message: it tells a redelivered message from a new one
+    #: (histories keep it, see ``durable/_orchestrations``).
+    message_id: str
     #: For log lines, e.g. the queue and message id.
     label: str
     #: ``time.monotonic()`` when the current lease started (at the latest).
@@ -235,6 +238,16 @@ class TaskHub(abc.ABC):
         A page may hold fewer than ``page_size`` records (even none) while more remain. A
         ``continuation`` this task hub did not hand out raises :class:`InvalidContinuationToken`.
         """
+
+    async def query_all_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Every matching record, page after page."""
+        records: list[InstanceRecord] = []
+        continuation: str | None = None
+        while True:
+            page, continuation = await self.query_instances(query, page_size=1000, continuation=continuation)
+            records.extend(page)
+            if continuation is None:
+                return records
 
     @abc.abstractmethod
     async def unfinished_instances(self) -> list[str]:

@@ -18,12 +18,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import urlsplit
-
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 if TYPE_CHECKING:
-    from emulator.taskhub._storage import TaskHubStorage
+    from emulator.taskhub._interface import TaskHub
 
 logger = logging.getLogger("emulator.storage")
 
@@ -35,32 +32,19 @@ CLIENT_RETRY_SECONDS = 20.0
 ATTEMPT_SECONDS = 10.0
 _FIRST_BACKOFF_SECONDS = 0.25
 _LONGEST_BACKOFF_SECONDS = 2.0
-#: Answers of the storage service that say "try again" (timeouts, throttling, server errors).
-_TRANSIENT_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class StorageUnavailableError(Exception):
     """Storage did not answer a client operation within its retry time."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for a failure that says nothing about the request, only that storage did not answer."""
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError, asyncio.TimeoutError, OSError)):
-        return True
-    return isinstance(exc, HttpResponseError) and exc.status_code in _TRANSIENT_STATUS_CODES
-
-
-def endpoint_label(service_url: str) -> str:
-    """``http://127.0.0.1:10002`` of a storage service URL (the account path left out)."""
-    parts = urlsplit(service_url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else service_url
-
-
 class StorageHealth:
     """Whether the task hub's storage answers, as the host last found out."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
+    def __init__(self, task_hub: TaskHub) -> None:
+        self.endpoint = task_hub.endpoint
+        #: Which failures are transient is the task hub's business.
+        self._is_transient = task_hub.is_transient
         self._down = False
 
     @property
@@ -87,7 +71,7 @@ class StorageHealth:
             try:
                 result = await asyncio.wait_for(operation(), min(remaining, ATTEMPT_SECONDS))
             except Exception as exc:
-                if not is_transient(exc):
+                if not self._is_transient(exc):
                     raise
                 self.failed(exc)
                 if time.monotonic() + backoff >= deadline:
@@ -102,10 +86,10 @@ class StorageHealth:
             return result
 
 
-class _RetryingStorage:
-    """A task hub storage whose every coroutine method goes through :meth:`StorageHealth.retry`."""
+class _RetryingTaskHub:
+    """A task hub whose every coroutine method goes through :meth:`StorageHealth.retry`."""
 
-    def __init__(self, storage: TaskHubStorage, health: StorageHealth) -> None:
+    def __init__(self, storage: TaskHub, health: StorageHealth) -> None:
         self._storage = storage
         self._health = health
 
@@ -121,9 +105,9 @@ class _RetryingStorage:
         return retried
 
 
-def retrying(storage: TaskHubStorage, health: StorageHealth) -> TaskHubStorage:
-    """``storage`` as client operations use it: each call retried through a short outage."""
-    return cast("TaskHubStorage", _RetryingStorage(storage, health))
+def retrying(task_hub: TaskHub, health: StorageHealth) -> TaskHub:
+    """``task_hub`` as client operations use it: each call retried through a short outage."""
+    return cast("TaskHub", _RetryingTaskHub(task_hub, health))
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,7 +28,8 @@ from emulator.app._settings import AppSettings, load_settings
 from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService, InstanceNotFoundError
 from emulator.host._azurite import free_port
 from emulator.host._host import HostOptions
-from emulator.taskhub._storage import TaskHubStorage
+from emulator.taskhub._interface import TaskHub
+from emulator.taskhub.azure import open_task_hub
 from emulator.testing._background import BackgroundHost, _WorkerLoop
 from emulator.testing._memory_hubs import is_memory, memory_task_hub
 from emulator.testing._subprocess import SubprocessHost
@@ -79,7 +80,7 @@ class DurableHost:
         self._client: Any = None
         # Subprocess hosts: storage access of our own, on the shared loop.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._storage: TaskHubStorage | None = None
+        self._storage: TaskHub | None = None
         self._service: DurableClientService | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class DurableHost:
             raise
 
     async def _open_service(self, port: int) -> DurableClientService:
-        storage = self._storage = TaskHubStorage(
+        storage = self._storage = open_task_hub(
             self.connection_string, self.hub_name, self.settings.partition_count
         )
         setting = self.settings.storage_connection_name

@@ -19,8 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from azure.core.exceptions import AzureError
-
 from emulator.app._app_index import format_function_listing
 from emulator.app._settings import AppLoadError
 from emulator.durable._worker import close_client_sessions
@@ -34,6 +32,7 @@ from emulator.host._stopping import (
     parse_stop_grace,
     stop_grace_from_environment,
 )
+from emulator.taskhub.azure import is_storage_error
 from emulator.tools import _durable_cli
 
 logger = logging.getLogger("emulator")
@@ -227,7 +226,9 @@ def start(args: argparse.Namespace) -> int:
     except OSError as exc:
         logger.error("Could not start the host: %s", exc)
         return 1
-    except AzureError as exc:
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         logger.error(
             "Could not start the host: the storage account of %s did not answer (%s). "

@@ -21,8 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
 from emulator.app._app_index import load_app
 from emulator.app._settings import LOCAL_SETTINGS_JSON, AppLoadError, invalid_hub_name_message, load_settings
 from emulator.client._client import (
@@ -37,7 +35,8 @@ from emulator.client._durable_http import parse_datetime
 from emulator.durable._history import OrchestrationStatus
 from emulator.durable._replay import unknown_function_message
 from emulator.host._azurite import AzuriteNotInstalledError, connect_storage
-from emulator.taskhub._storage import InstanceCondition, TaskHubStorage
+from emulator.taskhub._interface import InstanceQuery
+from emulator.taskhub.azure import is_missing_resource, is_storage_error, open_task_hub
 
 _END_TOKEN = "bnVsbA=="  # base64 of "null": the provider's token after the last page
 
@@ -205,7 +204,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
     except RuntimeError as exc:  # development storage whose ports are taken by something else
         raise CliError(str(exc)) from None
-    storage = TaskHubStorage(storage_connection.connection_string, hub_name, settings.partition_count)
+    storage = open_task_hub(storage_connection.connection_string, hub_name, settings.partition_count)
     # No host: names are not checked against an app index and messages wait in their queues.
     client = DurableClientService(
         storage=storage,
@@ -218,16 +217,18 @@ async def _run(args: argparse.Namespace) -> int:
     )
     try:
         if getattr(args, "creates_hub", False):
-            await storage.create_task_hub()
+            await storage.create()
         result = await args.run(client, args)
     except ClientError as exc:
         raise CliError(exc.message) from None
-    except ResourceNotFoundError:
-        raise CliError(
-            f"The task hub '{hub_name}' does not exist in this storage account (its tables or queues are "
-            f"missing). Start the app once, or check --task-hub-name."
-        ) from None
-    except AzureError as exc:
+    except Exception as exc:
+        if is_missing_resource(exc):
+            raise CliError(
+                f"The task hub '{hub_name}' does not exist in this storage account (its tables or queues "
+                f"are missing). Start the app once, or check --task-hub-name."
+            ) from None
+        if not is_storage_error(exc):
+            raise
         # The SDK's message goes on with the service's XML or JSON answer: its first line says it.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CliError(f"A storage request failed ({type(exc).__name__}): {first_line}") from None
@@ -346,7 +347,7 @@ async def _instances(client: DurableClientService, args: argparse.Namespace) -> 
     if args.top < 1:
         raise CliError("--top must be at least 1.")
     statuses = _flat(args.runtime_status)
-    condition = InstanceCondition(
+    condition = InstanceQuery(
         created_from=args.created_after,
         created_to=args.created_before,
         statuses=tuple(s.name for s in statuses) if statuses else None,

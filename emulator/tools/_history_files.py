@@ -24,7 +24,7 @@ from typing import Any
 
 from emulator.durable import _history as h
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
-from emulator.taskhub._storage import SENTINEL_ROW_KEY, event_from_row, history_row
+from emulator.taskhub.azure._history import SENTINEL_ROW_KEY, event_from_row, history_row
 from emulator.tools._recorded_episodes import (
     HistoryFileError,
     RecordedEpisode,

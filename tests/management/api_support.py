@@ -8,6 +8,8 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
+from emulator.durable._history import OrchestrationStatus
+from emulator.taskhub import InstanceUpdate
 from emulator.testing import BackgroundHost
 from tests.support import Reply, request
 
@@ -59,7 +61,16 @@ def set_runtime_status(host: BackgroundHost, instance_id: str, runtime_status: s
     """Put an instance in a state directly, to check the client's rules apart from the engine."""
     storage = host.host.storage
     assert storage is not None
-    host.run(storage.merge_instance(instance_id, {"RuntimeStatus": runtime_status}))
+
+    async def put() -> None:
+        record = await storage.read_instance(instance_id)
+        assert record is not None
+        status = OrchestrationStatus[runtime_status]
+        await storage.update_instance(
+            instance_id, InstanceUpdate(record.last_updated_time, runtime_status=status)
+        )
+
+    host.run(put())
 
 
 def history_rows(connection: str, instance_id: str, hub: str = HUB) -> list[dict[str, Any]]:

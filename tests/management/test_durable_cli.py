@@ -283,7 +283,7 @@ def test_commands_work_without_a_host_and_a_later_start_runs_the_instance(
 
     host = start_host(CLIENT_APP, storage_connection)
     try:
-        assert host.host.storage is not None and host.host.storage.hub_name == later_hub
+        assert host.host.storage is not None and host.host.storage.name == later_hub
         assert wait_for(host, instance_id, "Completed")["output"] == {"later": True}
     finally:
         host.stop()

@@ -87,7 +87,7 @@ def test_a_message_of_an_execution_that_has_no_instance_row_is_dropped(
 ) -> None:
     """As a timer of a purged execution comes back from its queue after a restart."""
     from emulator.durable import _history as h
-    from emulator.taskhub._storage import ControlMessage
+    from emulator.taskhub import ControlMessage
 
     storage = client_host.host.storage
     dispatcher = client_host.host._orchestrations
@@ -115,14 +115,14 @@ def test_a_purge_and_start_from_elsewhere_replace_what_the_running_host_holds(
     import asyncio
 
     from emulator.client._client import ClientUrls, DurableClientService
-    from emulator.taskhub._storage import TaskHubStorage
+    from emulator.taskhub.azure import AzureTaskHub
 
     instance_id = unique("elsewhere")
     start(client_host, "WaitForApproval", {"run": 1}, instance_id=instance_id)
     wait_for(client_host, instance_id, "Running")
 
     async def purge_and_start() -> None:
-        storage = TaskHubStorage(storage_connection, HUB)
+        storage = AzureTaskHub(storage_connection, HUB)
         client = DurableClientService(
             storage=storage,
             index=None,
@@ -154,7 +154,7 @@ def test_a_rewind_is_applied_when_the_failed_history_is_still_in_memory(
     """A late activity result of a failed instance makes its host read its history (and drop the
     result); the rewind that follows changes that history in storage, not the copy in memory."""
     from emulator.durable import _history as h
-    from emulator.taskhub._storage import WorkItem
+    from emulator.durable._work_items import WorkItem
 
     key = unique("key")
     instance_id = start(client_host, "FailsOnce", {"key": key})["id"]

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from emulator.durable import _orchestrations
 from emulator.host._azurite import free_port
-from emulator.taskhub._storage import InstanceRecord, TaskHubStorage
+from emulator.taskhub import InstanceRecord
+from emulator.taskhub.azure import AzureTaskHub
 from emulator.testing import BackgroundHost
 from tests.support import (
     decisions,
@@ -47,15 +48,15 @@ def test_a_status_query_answered_from_the_checkpoint_write_equals_the_stored_row
 ) -> None:
     monkeypatch.setattr(_orchestrations, "STATUS_QUERY_WAIT", 60.0)
     from_write: list[str] = []
-    written_instance = TaskHubStorage.written_instance
+    written_instance = AzureTaskHub.written_instance
 
-    def spy(self: TaskHubStorage, instance_id: str) -> InstanceRecord | None:
+    def spy(self: AzureTaskHub, instance_id: str) -> InstanceRecord | None:
         record = written_instance(self, instance_id)
         if record is not None:
             from_write.append(record.runtime_status.name)
         return record
 
-    monkeypatch.setattr(TaskHubStorage, "written_instance", spy)
+    monkeypatch.setattr(AzureTaskHub, "written_instance", spy)
     started = start_orchestration(features_host.base_url, "BigStatus", 10)
     replies = [get_status(started).json()]
     while replies[-1]["runtimeStatus"] in ("Pending", "Running"):

@@ -343,12 +343,14 @@ async def test_a_leased_message_comes_back_when_its_lease_lapses(task_hub: TaskH
     instance_id = _unique()
     partition = task_hub.partition_of(instance_id)
     await task_hub.send_control(_message(instance_id))
-    assert len(await _receive(task_hub, partition)) == 1
+    ((_, first),) = await _receive(task_hub, partition)
     started = time.monotonic()
     assert await task_hub.receive_control(partition, LEASE) == []
-    ((again, _),) = await _receive(task_hub, partition)
+    ((again, second),) = await _receive(task_hub, partition)
     assert again.instance_id == instance_id
     assert time.monotonic() - started >= LEASE * 0.5
+    # The same message: its id tells a redelivery from a new message.
+    assert second.message_id == first.message_id
 
 
 async def test_a_completed_message_is_gone(task_hub: TaskHub) -> None:

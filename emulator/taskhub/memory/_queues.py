@@ -16,6 +16,7 @@ import copy
 import itertools
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from emulator.taskhub._interface import ControlMessage, MessageLease
@@ -26,7 +27,6 @@ class HeldMessage(MessageLease):
     """A lease on one message of one partition's queue."""
 
     partition: int = 0
-    message_id: int = 0
     receipt: int = 0
 
 
@@ -77,7 +77,7 @@ class ControlQueues:
         self.receive_wait = receive_wait
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._queues: list[dict[int, _Entry]] = [{} for _ in range(partition_count)]
+        self._queues: list[dict[str, _Entry]] = [{} for _ in range(partition_count)]
         self._waiters = [_Waiters() for _ in range(partition_count)]
 
     def clear(self) -> None:
@@ -93,11 +93,11 @@ class ControlQueues:
         # sender neither completes nor renews it in time.
         hidden = max(delay, lease or 0.0)
         with self._lock:
-            message_id, receipt = next(self._ids), next(self._ids)
+            message_id, receipt = uuid.uuid4().hex, next(self._ids)
             self._queues[partition][message_id] = _Entry(_stored(message), started + hidden, receipt)
             self._waiters[partition].wake_all()
         label = f"control-{partition:02d}/{message_id}"
-        return HeldMessage(label, started, partition, message_id, receipt)
+        return HeldMessage(message_id, label, started, partition, receipt)
 
     async def receive(
         self, partition: int, lease: float, max_messages: int
@@ -131,9 +131,8 @@ class ControlQueues:
                 continue
             entry.visible_at = now + lease
             entry.receipt = next(self._ids)
-            held = HeldMessage(
-                f"control-{partition:02d}/{message_id}", now, partition, message_id, entry.receipt
-            )
+            label = f"control-{partition:02d}/{message_id}"
+            held = HeldMessage(message_id, label, now, partition, entry.receipt)
             taken.append((_stored(entry.message), held))
         return taken
 

@@ -7,6 +7,8 @@ write, so they use this encoder: the same OData ``$batch`` wire format, sent thr
 TableClient's own pipeline (authentication, retries and transport stay the SDK's). Entities are
 serialised by the SDK's own property conversion, so the rows are exactly what it would write.
 Instances-row merges, the next hottest write, skip the SDK's generated serializer the same way.
+It stays hand-written for that reason: measured about four times faster than the SDK's
+transaction path for history appends.
 """
 
 from __future__ import annotations
