@@ -31,7 +31,9 @@ from emulator.testing._pool import DurableHostFactory, DurableHosts
 
 MARKER = "durable_host"
 AZURITE_FIXTURE = "durable_azurite"
+AZURE_MARKER = "azure_storage"
 TASK_HUBS = ("azure", "memory")
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 #: The default of ``--task-hub``.
 TASK_HUB_VARIABLE = "EMULATOR_TEST_TASK_HUB"
 
@@ -65,6 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(script_root=None, subprocess=False, task_hub=None, lease_seconds=None, crash_at=None, "
         "enforce_auth=False, env=None): the host the durable_host fixture gives this test",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{AZURE_MARKER}: the test needs the Azure Storage task hub (it checks its rows, blobs or code, "
+        "or runs hosts or tools in other processes); left out with --task-hub=memory",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -82,10 +89,16 @@ def durable_azurite(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On in-memory task hubs, leave out the tests that use Azurite themselves."""
+    """On in-memory task hubs, leave out the tests that use Azurite themselves or check what the
+    Azure Storage task hub stores (marked ``azure_storage``)."""
     if config.getoption("task_hub") != "memory":
         return
-    kept = [item for item in items if AZURITE_FIXTURE not in getattr(item, "fixturenames", ())]
+    kept = [
+        item
+        for item in items
+        if AZURITE_FIXTURE not in getattr(item, "fixturenames", ())
+        and item.get_closest_marker(AZURE_MARKER) is None
+    ]
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
@@ -96,7 +109,11 @@ def durable_storage_connection(request: pytest.FixtureRequest) -> Iterator[str]:
     """The session's storage connection string, also the apps' ``AzureWebJobsStorage``; with
     ``--task-hub=memory``, :data:`MEMORY_CONNECTION` (and no Azurite)."""
     if request.config.getoption("task_hub") == "memory":
-        yield MEMORY_CONNECTION
+        # Bindings and triggers still need a storage setting; nothing uses it in these tests.
+        with environment(
+            {"AzureWebJobsStorage": os.environ.get("AzureWebJobsStorage") or DEVELOPMENT_STORAGE}
+        ):
+            yield MEMORY_CONNECTION
         return
     azurite: AzuriteServer = request.getfixturevalue(AZURITE_FIXTURE)
     with environment({"AzureWebJobsStorage": azurite.connection_string}):

@@ -18,7 +18,7 @@ def azure_task_hub(connection_string: str, name: str) -> TaskHub:
     return AzureTaskHub(connection_string, name, partition_count=4)
 
 
-@pytest.fixture(params=["memory", "azure"])
+@pytest.fixture(params=["memory", pytest.param("azure", marks=pytest.mark.azure_storage)])
 async def task_hub(request: pytest.FixtureRequest) -> AsyncIterator[TaskHub]:
     """A new, empty task hub; the Azure one asks for Azurite only when its tests run."""
     name = f"Hub{uuid.uuid4().hex[:12]}"
