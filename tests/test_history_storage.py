@@ -139,3 +139,44 @@ def test_an_update_of_a_missing_instance_row_does_not_create_it(storage_connecti
 
     written, record = with_task_hub(storage_connection, scenario)
     assert (written, record) == (False, None)
+
+
+def test_replacing_events_rewrites_only_the_columns_that_changed(storage_connection: str) -> None:
+    """As a rewind does: the new Reason replaces the old one and its blob, a long Details stays
+    in its blob, and the replace moves the history's version on."""
+    from emulator.taskhub.azure._large import MAX_INLINE_PROPERTY_CHARS
+
+    long_text = "x" * (MAX_INLINE_PROPERTY_CHARS + 1)
+
+    async def scenario(storage: AzureTaskHub) -> tuple[dict[str, Any], dict[str, Any], Any, bool]:
+        now = h.utcnow()
+        etag = await storage.append_history("i6", "e1", 0, _started("i6", "e1"), None)
+        etag = await storage.append_history(
+            "i6", "e1", 4, [h.task_failed(0, long_text, long_text, now)], etag
+        )
+        before = await storage._history.table.get_entity("i6", f"{4:016X}")
+        stored = await storage.read_history("i6")
+        rewound = {
+            **stored.events[4],
+            "Reason": "Rewound: TaskFailed",
+            "EventType": int(h.EventType.GenericEvent),
+        }
+        version = await storage.replace_history_events("i6", {4: rewound}, stored.version)
+        after = await storage._history.table.get_entity("i6", f"{4:016X}")
+        refused = False
+        try:
+            await storage.replace_history_events("i6", {4: rewound}, stored.version)
+        except HistoryConflictError:
+            refused = True
+        return dict(before), dict(after), (await storage.read_history("i6"), version), refused
+
+    before, after, (stored, version), refused = with_task_hub(storage_connection, scenario)
+    assert before["ReasonBlobName"] and before["DetailsBlobName"]
+    assert after["EventType"] == "GenericEvent" and after["Reason"] == "Rewound: TaskFailed"
+    assert "ReasonBlobName" not in after
+    assert after["DetailsBlobName"] == before["DetailsBlobName"] and after["Details"] == ""
+    assert {k: v for k, v in after.items() if k not in ("EventType", "Reason", "ReasonBlobName")} == {
+        k: v for k, v in before.items() if k not in ("EventType", "Reason", "ReasonBlobName")
+    }
+    assert stored.version == version and stored.events[4]["Details"] == long_text
+    assert refused

@@ -14,9 +14,11 @@ not change what the app sees, so both are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from emulator.app._config import get_ci
 
 AZURE_STORAGE = "AzureStorage"
 DEFAULT_STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -74,7 +76,7 @@ class UnknownProviderError(ValueError):
 
 def provider_type(storage: Any) -> str:
     """The provider host.json selects: ``AzureStorage`` or one of the others, as written."""
-    raw = _get_ci(storage, "type")
+    raw = get_ci(storage, "type")
     if raw is None or raw == "":
         return AZURE_STORAGE
     if not isinstance(raw, str):
@@ -142,14 +144,7 @@ def _connection_string_part(connection_string: str, key: str) -> str | None:
 
 def _string_setting(storage: Any, keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        value = _get_ci(storage, key)
+        value = get_ci(storage, key)
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def _get_ci(mapping: Any, key: str) -> Any:
-    if not isinstance(mapping, Mapping):
-        return None
-    wanted = key.lower()
-    return next((v for k, v in mapping.items() if isinstance(k, str) and k.lower() == wanted), None)

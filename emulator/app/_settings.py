@@ -13,9 +13,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from emulator.app._config import get_ci
+from emulator.app._dotnet import parse_timespan
 from emulator.app._providers import AZURE_STORAGE, UnknownProviderError, emulate_provider, provider_type
 
 HOST_JSON = "host.json"
@@ -55,6 +58,11 @@ class AppSettings:
     partition_count: int = DEFAULT_PARTITION_COUNT
     #: The start-up line for an app whose host.json selects another durable storage provider.
     storage_provider_notice: str | None = None
+    #: ``extendedSessionsEnabled``: orchestrations stay in memory between episodes unless it is false.
+    extended_sessions: bool = True
+    #: ``storageProvider.controlQueueVisibilityTimeout``: how long a message stays leased without
+    #: renewal (None: not set; the host then uses the real default of 5 minutes).
+    control_queue_visibility_timeout: timedelta | None = None
 
     def storage_connection_string(self) -> str:
         """The storage connection string, from the environment first, as the host resolves it."""
@@ -147,19 +155,6 @@ def _read_json_file(path: Path) -> Any:
         ) from None
 
 
-def _get_ci(mapping: Any, key: str) -> Any:
-    """Case-insensitive lookup: the host's configuration keys are case-insensitive."""
-    if not isinstance(mapping, Mapping):
-        return None
-    if key in mapping:
-        return mapping[key]
-    wanted = key.lower()
-    for k, v in mapping.items():
-        if isinstance(k, str) and k.lower() == wanted:
-            return v
-    return None
-
-
 def _set_ci(mapping: dict[str, Any], path: list[str], value: str) -> None:
     node = mapping
     for i, part in enumerate(path):
@@ -238,7 +233,7 @@ def _whole_number(value: Any, setting: str, default: int) -> int:
 
 def _concurrency(durable: Any, key: str) -> int:
     setting = f"extensions.durableTask.{key}"
-    parsed = _whole_number(_get_ci(durable, key), setting, _default_concurrency())
+    parsed = _whole_number(get_ci(durable, key), setting, _default_concurrency())
     if parsed < 1:
         raise AppLoadError(f"{setting} in {HOST_JSON} must be at least 1, not {parsed}.")
     return parsed
@@ -256,7 +251,7 @@ def _read_values(script_root: Path) -> dict[str, str]:
             f'{LOCAL_SETTINGS_JSON} is encrypted ("IsEncrypted": true) and the emulator cannot decrypt it. '
             f"Decrypt it with 'func settings decrypt' or write the values in plain text."
         )
-    raw = _get_ci(data, "Values")
+    raw = get_ci(data, "Values")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -280,7 +275,7 @@ def _read_values(script_root: Path) -> dict[str, str]:
 
 
 def _storage_connection_name(storage: Any) -> str:
-    connection = _get_ci(storage, "connectionStringName") or _get_ci(storage, "connectionName")
+    connection = get_ci(storage, "connectionStringName") or get_ci(storage, "connectionName")
     if connection is None:
         return DEFAULT_STORAGE_CONNECTION
     if not isinstance(connection, str):
@@ -292,7 +287,7 @@ def _storage_connection_name(storage: Any) -> str:
 
 def _partition_count(storage: Any) -> int:
     partition_count = _whole_number(
-        _get_ci(storage, "partitionCount"),
+        get_ci(storage, "partitionCount"),
         "extensions.durableTask.storageProvider.partitionCount",
         DEFAULT_PARTITION_COUNT,
     )
@@ -302,6 +297,34 @@ def _partition_count(storage: Any) -> int:
             f"(extensions.durableTask.storageProvider.partitionCount in {HOST_JSON} is {partition_count})."
         )
     return partition_count
+
+
+def _flag(durable: Any, key: str, default: bool) -> bool:
+    # JSON true/false, or "true"/"false" in any case from an AzureFunctionsJobHost__ override.
+    value = get_ci(durable, key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise AppLoadError(
+        f"extensions.durableTask.{key} in {HOST_JSON} must be true or false, not {json.dumps(value)}."
+    )
+
+
+def _visibility_timeout(storage: Any) -> timedelta | None:
+    key = "controlQueueVisibilityTimeout"
+    value = get_ci(storage, key)
+    if value is None or value == "":
+        return None
+    parsed = parse_timespan(str(value))
+    if parsed is None or parsed <= timedelta(0):
+        raise AppLoadError(
+            f"extensions.durableTask.storageProvider.{key} in {HOST_JSON} must be a positive TimeSpan "
+            f'such as "00:05:00", not {json.dumps(value)}.'
+        )
+    return parsed
 
 
 def load_settings(script_root: Path) -> AppSettings:
@@ -316,18 +339,18 @@ def load_settings(script_root: Path) -> AppSettings:
     values = _read_values(root)
     _apply_host_overrides(host_json, values)
 
-    extensions = _get_ci(host_json, "extensions")
-    http = _get_ci(extensions, "http")
-    durable = _get_ci(extensions, "durableTask")
-    storage = _get_ci(durable, "storageProvider")
+    extensions = get_ci(host_json, "extensions")
+    http = get_ci(extensions, "http")
+    durable = get_ci(extensions, "durableTask")
+    storage = get_ci(durable, "storageProvider")
 
-    route_prefix = _get_ci(http, "routePrefix")
+    route_prefix = get_ci(http, "routePrefix")
     if route_prefix is None:
         route_prefix = DEFAULT_ROUTE_PREFIX
     elif not isinstance(route_prefix, str):
         raise AppLoadError(f"extensions.http.routePrefix in {HOST_JSON} must be a string.")
 
-    hub_name = _get_ci(durable, "hubName")
+    hub_name = get_ci(durable, "hubName")
     if hub_name is None or hub_name == "":
         hub_name = None
     elif not isinstance(hub_name, str):
@@ -363,4 +386,6 @@ def load_settings(script_root: Path) -> AppSettings:
         max_concurrent_orchestrations=_concurrency(durable, "maxConcurrentOrchestratorFunctions"),
         partition_count=partition_count,
         storage_provider_notice=notice,
+        extended_sessions=_flag(durable, "extendedSessionsEnabled", True),
+        control_queue_visibility_timeout=_visibility_timeout(storage),
     )

@@ -93,6 +93,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(value: Any) -> datetime:
+    """A stored timestamp as an aware UTC datetime: table rows may hold naive ones, and a missing
+    value (anything but a datetime) counts as the Unix epoch, before any real timestamp."""
+    if not isinstance(value, datetime):
+        return datetime.fromtimestamp(0, timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 def new_execution_id() -> str:
     """Execution ids are GUIDs in "N" format (32 hex digits), as DTFx creates them."""
     return uuid.uuid4().hex

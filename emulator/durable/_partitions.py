@@ -17,10 +17,11 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from emulator.durable import _history as h
+from emulator.durable._history import aware
 from emulator.taskhub._interface import PartitionLease, TaskHub
 from emulator.taskhub._storage_outage import StorageHealth
 
@@ -117,8 +118,8 @@ class PartitionManager:
         # A request for a partition counts only while its host keeps renewing it: a host that died
         # after asking must not hold a partition back forever.
         stale = now - 2 * self.lease
-        wants = {x.partition: x.next_owner or "" for x in leases if _aware(x.next_owner_at) > stale}
-        owners = {x.owner for x in leases if x.owner and _aware(x.expires_at) > now} | {
+        wants = {x.partition: x.next_owner or "" for x in leases if aware(x.next_owner_at) > stale}
+        owners = {x.owner for x in leases if x.owner and aware(x.expires_at) > now} | {
             owner for owner in wants.values() if owner
         }
         owners.add(self.owner)
@@ -130,7 +131,7 @@ class PartitionManager:
                 continue
             current = row.owner or ""
             wanted_by = wants.get(partition, "")
-            alive = current and _aware(row.expires_at) > now
+            alive = current and aware(row.expires_at) > now
             if alive and current != self.owner and self._is_dead_predecessor(current):
                 logger.info(
                     "%s is held by '%s', an earlier host on this machine and port that has ended: "
@@ -160,7 +161,7 @@ class PartitionManager:
             else:
                 self._lose(partition)
                 asks = len(self.owned) < fair_share and wanted_by in ("", self.owner)
-                self._report_wait(partition, current, _aware(row.expires_at) - now, asks)
+                self._report_wait(partition, current, aware(row.expires_at) - now, asks)
                 if asks:
                     await self._write(row, next_owner=self.owner, next_owner_at=now)
 
@@ -191,9 +192,3 @@ class PartitionManager:
             self.owned.discard(partition)
             logger.info("Host '%s' no longer owns %s", self.owner, self._names[partition])
             self._on_lost(partition)
-
-
-def _aware(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.min.replace(tzinfo=h.utcnow().tzinfo)
-    return value if value.tzinfo else value.replace(tzinfo=h.utcnow().tzinfo)

@@ -28,6 +28,12 @@ class ConnectionSettingError(LookupError):
     """A connection setting that is missing or not a storage connection string."""
 
 
+def connection_label(setting_name: str) -> str:
+    """The ``connection`` value that names ``setting_name`` in management URLs: "Storage" for the
+    host storage setting (which an empty ``connection`` means too), else the setting's own name."""
+    return "Storage" if setting_name == HOST_STORAGE_SETTING else setting_name
+
+
 def _account_name(connection_string: str) -> str | None:
     for part in connection_string.split(";"):
         key, _, value = part.partition("=")

@@ -25,7 +25,7 @@ from emulator.durable._history import HistoryEvent
 from emulator.durable._replay import HTTP_ACTIVITY
 from emulator.durable._timers import DurableClock
 from emulator.durable._work_items import WorkItem
-from emulator.durable._worker import ActivityOutcome, run_activity, worker_thread_count
+from emulator.functions._activity_worker import ActivityOutcome, run_activity, worker_thread_count
 from emulator.functions._http_activity import run_http_activity
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads

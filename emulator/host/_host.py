@@ -31,7 +31,7 @@ from emulator.durable._partitions import PartitionManager
 from emulator.durable._replay_check import enabled as replay_check_enabled
 from emulator.durable._timers import DurableClock, TimerScheduler
 from emulator.durable._work_items import WorkItem
-from emulator.functions._accounts import StorageAccounts
+from emulator.functions._accounts import StorageAccounts, connection_label
 from emulator.functions._activities import ActivityDispatcher
 from emulator.functions._bindings import Bindings, RecordedOutput, activate, deactivate
 from emulator.functions._invocations import InvocationLog
@@ -237,7 +237,7 @@ class EmulatorHost:
             clock=self.clock,
             max_concurrent=settings.max_concurrent_orchestrations,
             # Orchestrations stay in memory between episodes unless host.json turns this off.
-            extended_sessions=_durable_setting(settings, "extendedSessionsEnabled", True) is not False,
+            extended_sessions=settings.extended_sessions,
             # ...and are checked against replays from the start unless the app setting says not to.
             replay_check=replay_check_enabled(settings.values),
         )
@@ -275,7 +275,7 @@ class EmulatorHost:
             urls=ClientUrls(
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
-            connection_name=_connection_label(settings.storage_connection_name),
+            connection_name=connection_label(settings.storage_connection_name),
             runs_here=lambda instance_id: (
                 self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
             ),
@@ -367,9 +367,8 @@ class EmulatorHost:
     def _lease_seconds(self, settings: AppSettings) -> float:
         if self.options.lease_seconds is not None:
             return self.options.lease_seconds
-        provider = settings.host_json.get("extensions", {}).get("durableTask", {}).get("storageProvider", {})
-        text = provider.get("controlQueueVisibilityTimeout") if isinstance(provider, dict) else None
-        return parse_timespan(str(text)) if text else 300.0
+        timeout = settings.control_queue_visibility_timeout
+        return timeout.total_seconds() if timeout is not None else 300.0
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))
@@ -548,26 +547,6 @@ class EmulatorHost:
                 await asyncio.wait_for(self._wake[partition].wait(), interval)
             self._wake[partition].clear()
             interval = min(interval * 2, self.options.max_poll_interval)
-
-
-def parse_timespan(text: str) -> float:
-    """Seconds of a .NET TimeSpan string (``[d.]hh:mm:ss[.fff]``), as host.json writes durations."""
-    days = 0.0
-    if "." in text.split(":")[0]:
-        day_text, text = text.split(".", 1)
-        days = float(day_text)
-    hours, minutes, seconds = (float(part) for part in text.split(":"))
-    return days * 86400 + hours * 3600 + minutes * 60 + seconds
-
-
-def _durable_setting(settings: AppSettings, name: str, default: Any) -> Any:
-    durable = settings.host_json.get("extensions", {}).get("durableTask", {})
-    return durable.get(name, default) if isinstance(durable, dict) else default
-
-
-def _connection_label(setting_name: str) -> str:
-    # Management URLs name the connection "Storage" for the default AzureWebJobsStorage setting.
-    return "Storage" if setting_name == "AzureWebJobsStorage" else setting_name
 
 
 def _http_only(function: FunctionInfo) -> bool:

@@ -207,7 +207,10 @@ class TaskHub(abc.ABC):
     async def replace_history_events(
         self, instance_id: str, replacements: dict[int, HistoryEvent], version: str | None
     ) -> str:
-        """Replace committed events by position (rewind), conditional on ``version``."""
+        """Replace committed events by position (rewind), conditional on ``version``.
+
+        Returns the new version; raises :class:`HistoryConflictError` when it moved on.
+        """
 
     # -- instances ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -26,6 +26,7 @@ import azure.durable_functions as df
 
 from emulator.app._settings import AppSettings, load_settings
 from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService, InstanceNotFoundError
+from emulator.functions._accounts import connection_label
 from emulator.host._azurite import free_port
 from emulator.host._host import HostOptions
 from emulator.taskhub._interface import TaskHub
@@ -148,7 +149,7 @@ class DurableHost:
             urls=ClientUrls(
                 public_base=f"http://localhost:{port}", rpc_base=f"http://127.0.0.1:{port}{RPC_PATH}"
             ),
-            connection_name="Storage" if setting == "AzureWebJobsStorage" else setting,
+            connection_name=connection_label(setting),
         )
 
     def stop(self) -> None:

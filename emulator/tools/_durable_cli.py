@@ -34,6 +34,7 @@ from emulator.client._client import (
 from emulator.client._durable_http import parse_datetime
 from emulator.durable._history import OrchestrationStatus
 from emulator.durable._replay import unknown_function_message
+from emulator.functions._accounts import connection_label
 from emulator.host._azurite import AzuriteNotInstalledError, connect_storage
 from emulator.taskhub._interface import InstanceQuery
 from emulator.taskhub.azure import is_missing_resource, is_storage_error, open_task_hub
@@ -213,7 +214,7 @@ async def _run(args: argparse.Namespace) -> int:
         deliver=lambda message, handle: None,
         # The commands hand out no management URLs; these are func start's defaults.
         urls=ClientUrls(public_base="http://localhost:7071", rpc_base="http://127.0.0.1:7071/durabletask/"),
-        connection_name="Storage" if setting == "AzureWebJobsStorage" else setting,
+        connection_name=connection_label(setting),
     )
     try:
         if getattr(args, "creates_hub", False):

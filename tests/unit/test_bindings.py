@@ -25,6 +25,7 @@ from emulator.functions._binding_expressions import (
     system_binding_data,
 )
 from emulator.functions._bindings import Bindings, Out, TriggerValue, _OutputData, _queue_messages
+from emulator.functions._invocation_context import InvocationContext
 from emulator.functions._storage_bindings import (
     BindingWriteError,
     build_entity,
@@ -40,7 +41,6 @@ from emulator.functions.triggers.queue import (
     queue_trigger_value,
     queues_options,
 )
-from emulator.http._http_triggers import InvocationContext
 
 # -- binding expressions -------------------------------------------------------------------------
 

@@ -20,13 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from emulator.app._app_index import AppIndex, FunctionInfo, load_app
 from emulator.app._settings import AppLoadError
 from emulator.functions._invocations import InvocationLog
-from emulator.http._http_triggers import (
-    HTTP_INVOCATION_REASON,
-    HttpTriggerRouter,
-    InputResolver,
-    RouteTemplate,
-    RouteTemplateError,
-)
+from emulator.http._http_triggers import HTTP_INVOCATION_REASON, HttpTriggerRouter, InputResolver
+from emulator.http._route_templates import RouteTemplate, RouteTemplateError
 
 HTTP_BASICS = Path(__file__).resolve().parents[2] / "tests" / "apps" / "http_basics"
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -428,7 +423,7 @@ async def test_unhandled_exception_is_500_empty_logged_and_serving_continues(
     message = failures[0].getMessage()
     assert message.splitlines()[0] == "Function 'boom' failed: ValueError: boom"
     assert "function_app.py" in message and 'raise ValueError("boom")' in message
-    assert "_http_triggers.py" not in message
+    assert "_http_triggers.py" not in message and "_user_code.py" not in message
     (record,) = invocations.records("boom")
     assert record.succeeded is False and record.error == "ValueError: boom"
 

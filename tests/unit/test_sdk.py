@@ -17,7 +17,7 @@ import azure.functions as func
 from emulator.app import _sdk as sdk
 from emulator.durable import _history as h
 from emulator.durable._worker import orchestration_payload
-from emulator.http._http_triggers import RetryContext, TraceContext
+from emulator.functions._invocation_context import RetryContext, TraceContext
 from tests.unit.episodes import T0
 
 

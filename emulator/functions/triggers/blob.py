@@ -27,6 +27,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.functions import meta
 
 from emulator.app._app_index import FunctionInfo
+from emulator.app._config import get_ci, get_path_ci
 from emulator.app._dotnet import iso_json
 from emulator.functions._binding_expressions import resolve_app_settings
 from emulator.functions._bindings import TriggerValue
@@ -109,14 +110,9 @@ class BlobsOptions:
 
     @classmethod
     def read(cls, host_json: Mapping[str, Any]) -> BlobsOptions:
-        def ci(mapping: Any, key: str) -> Any:
-            if not isinstance(mapping, Mapping):
-                return None
-            return next((v for k, v in mapping.items() if str(k).lower() == key.lower()), None)
-
-        section = ci(ci(host_json, "extensions"), "blobs")
-        dop = ci(section, "maxDegreeOfParallelism")
-        poison = ci(section, "poisonBlobThreshold")
+        section = get_path_ci(host_json, "extensions", "blobs")
+        dop = get_ci(section, "maxDegreeOfParallelism")
+        poison = get_ci(section, "poisonBlobThreshold")
         return cls(
             max_degree_of_parallelism=int(dop) if dop is not None else 8 * (os.cpu_count() or 1),
             poison_blob_threshold=int(poison) if poison is not None else 5,

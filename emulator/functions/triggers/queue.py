@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.functions import meta
 
+from emulator.app._config import get_ci, get_path_ci
 from emulator.app._dotnet import format_timespan, parse_timespan
 from emulator.app._settings import AppLoadError
 from emulator.functions._bindings import TriggerValue
@@ -55,14 +56,8 @@ class QueuesOptions:
     message_encoding: str = "base64"
 
 
-def _ci(mapping: Any, key: str) -> Any:
-    if not isinstance(mapping, Mapping):
-        return None
-    return next((v for k, v in mapping.items() if isinstance(k, str) and k.lower() == key.lower()), None)
-
-
 def _int_setting(section: Any, key: str, default: int) -> int:
-    value = _ci(section, key)
+    value = get_ci(section, key)
     if value is None:
         return default
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
@@ -75,7 +70,7 @@ def _int_setting(section: Any, key: str, default: int) -> int:
 
 
 def _timespan_setting(section: Any, key: str, default: timedelta) -> timedelta:
-    value = _ci(section, key)
+    value = get_ci(section, key)
     if value is None:
         return default
     parsed = parse_timespan(str(value))
@@ -89,7 +84,7 @@ def _timespan_setting(section: Any, key: str, default: timedelta) -> timedelta:
 
 def queues_options(host_json: Mapping[str, Any]) -> QueuesOptions:
     """Read and validate ``extensions.queues`` (the host refuses to start on invalid values)."""
-    section = _ci(_ci(host_json, "extensions"), "queues")
+    section = get_path_ci(host_json, "extensions", "queues")
     batch_size = _int_setting(section, "batchSize", QueuesOptions.batch_size)
     if not 1 <= batch_size <= 32:
         raise AppLoadError(
@@ -112,7 +107,7 @@ def queues_options(host_json: Mapping[str, Any]) -> QueuesOptions:
         raise AppLoadError(
             f"extensions.queues.maxDequeueCount in host.json must not be less than 1, not {dequeue}."
         )
-    encoding = str(_ci(section, "messageEncoding") or "base64").lower()
+    encoding = str(get_ci(section, "messageEncoding") or "base64").lower()
     if encoding not in ("base64", "none"):
         raise AppLoadError(
             f'extensions.queues.messageEncoding in host.json must be "base64" or "none", '

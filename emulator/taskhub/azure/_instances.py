@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from emulator.durable._history import OrchestrationStatus
+from emulator.durable._history import OrchestrationStatus, aware
 from emulator.taskhub._continuation import decode_continuation_token, encode_continuation_token
 from emulator.taskhub._interface import InstanceQuery, InstanceRecord, InstanceUpdate
 from emulator.taskhub.azure._keys import escape_partition_key, prefix_upper_bound, unescape_partition_key
@@ -203,30 +203,26 @@ class InstancesTable:
         }
 
     def _update_columns(self, update: InstanceUpdate) -> dict[str, Any]:
-        """The columns an update merges; one that names the instance names the hub too."""
-        columns: dict[str, Any] = {"LastUpdatedTime": update.last_updated_time}
-        if update.execution_id is not None:
-            columns["ExecutionId"] = update.execution_id
-        if update.custom_status is not None:
-            columns["CustomStatus"] = update.custom_status
-        if update.name is not None:
-            columns.update({"Name": update.name, "Input": update.input})
-        elif update.input is not None:
-            columns["Input"] = update.input
-        if update.runtime_status is not None:
-            columns["RuntimeStatus"] = update.runtime_status.name
-        if update.created_time is not None:
-            columns["CreatedTime"] = update.created_time
-        if update.name is not None:
-            columns["TaskHubName"] = self._hub_name
-        if update.created_time is not None:
-            columns["Version"] = ""
-        if update.generation is not None:
-            columns["Generation"] = update.generation
-        if update.output is not None:
-            columns["Output"] = update.output
-        if update.completed_time is not None:
-            columns["CompletedTime"] = update.completed_time
+        """The columns an update merges (None: left out, as a merge leaves them as they are).
+
+        An update that names the instance names the hub too, and one that starts an execution
+        (or creates an entity) the version, as the real provider writes them.
+        """
+        starts = update.created_time is not None
+        columns = {
+            "LastUpdatedTime": update.last_updated_time,
+            "ExecutionId": update.execution_id,
+            "CustomStatus": update.custom_status,
+            "Name": update.name,
+            "Input": update.input,
+            "RuntimeStatus": None if update.runtime_status is None else update.runtime_status.name,
+            "CreatedTime": update.created_time,
+            "TaskHubName": None if update.name is None else self._hub_name,
+            "Version": "" if starts else None,
+            "Generation": update.generation,
+            "Output": update.output,
+            "CompletedTime": update.completed_time,
+        }
         return {key: value for key, value in columns.items() if value is not None}
 
 
@@ -236,12 +232,12 @@ def _record_from_row(row: dict[str, Any], etag: str | None) -> InstanceRecord:
         name=str(row.get("Name") or ""),
         runtime_status=OrchestrationStatus[str(row.get("RuntimeStatus", "Pending"))],
         execution_id=str(row.get("ExecutionId") or ""),
-        created_time=_aware(row.get("CreatedTime")),
-        last_updated_time=_aware(row.get("LastUpdatedTime")),
+        created_time=aware(row.get("CreatedTime")),
+        last_updated_time=aware(row.get("LastUpdatedTime")),
         input=_text_or_none(row.get("Input")),
         output=_text_or_none(row.get("Output")),
         custom_status=_text_or_none(row.get("CustomStatus")),
-        completed_time=_aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
+        completed_time=aware(row["CompletedTime"]) if row.get("CompletedTime") else None,
         generation=int(row.get("Generation") or 0),
         version=etag,
     )
@@ -276,12 +272,6 @@ def instance_filter(query: InstanceQuery) -> tuple[str, dict[str, Any]]:
             conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
             parameters["prefixHigh"] = high
     return " and ".join(conditions), parameters
-
-
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.fromtimestamp(0, timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _text_or_none(value: Any) -> str | None:
