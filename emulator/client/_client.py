@@ -25,12 +25,12 @@ from emulator.durable._crash import crash_point
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._replay import unknown_function_message
+from emulator.durable._routing import ControlSink
 from emulator.taskhub._interface import (
     ControlMessage,
     InstanceQuery,
     InstanceRecord,
     InvalidContinuationToken,
-    MessageLease,
     TaskHub,
 )
 
@@ -67,8 +67,6 @@ PURGEABLE_STATES = (
 )
 
 INVALID_OPERATION = "System.InvalidOperationException"
-
-ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 
 class ClientError(Exception):

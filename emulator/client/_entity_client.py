@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +18,8 @@ from emulator.durable._entities import (
 )
 from emulator.durable._leases import LeaseKeeper
 from emulator.durable._replay import unknown_function_message
-from emulator.taskhub._interface import ControlMessage, InstanceQuery, MessageLease, TaskHub
-
-ControlSink = Callable[[ControlMessage, MessageLease | None], None]
+from emulator.durable._routing import ControlSink
+from emulator.taskhub._interface import ControlMessage, InstanceQuery, TaskHub
 
 #: The extension builds this ArgumentException with its two arguments swapped, so the message
 #: users see names the parameter first: reproduced as is.

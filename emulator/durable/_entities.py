@@ -40,6 +40,8 @@ from emulator.durable import _history as h
 from emulator.durable._failure_log import entity_operation_failed
 from emulator.durable._history import EventType, OrchestrationStatus
 from emulator.durable._leases import LeaseKeeper
+from emulator.durable._mailbox import Mailbox, MailboxLoop
+from emulator.durable._routing import ControlSink
 from emulator.durable._timers import DurableClock
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
@@ -47,7 +49,8 @@ from emulator.taskhub._interface import ControlMessage, InstanceUpdate, MessageL
 
 logger = logging.getLogger("emulator.entities")
 
-ControlSink = Callable[[ControlMessage, MessageLease | None], None]
+#: An operation request with the handle of its message, if the request is the message's last.
+_Request = tuple[dict[str, Any], MessageLease | None]
 
 
 def entity_instance_id(name: str, key: str) -> str:
@@ -137,12 +140,8 @@ def _sender(request: dict[str, Any]) -> str | None:
 
 
 @dataclass
-class _Entity:
-    instance_id: str
-    pending: list[tuple[dict[str, Any], MessageLease | None]] = field(default_factory=list)
+class _Entity(Mailbox[_Request]):
     state: EntityState | None = None
-    task: asyncio.Task[None] | None = None
-    in_flight: list[tuple[dict[str, Any], MessageLease | None]] = field(default_factory=list)
 
 
 class EntityDispatcher:
@@ -154,6 +153,7 @@ class EntityDispatcher:
         invocations: InvocationLog,
         leases: LeaseKeeper,
         clock: DurableClock,
+        route: ControlSink,
         max_batch: int = 5000,
     ) -> None:
         self._storage = storage
@@ -164,13 +164,23 @@ class EntityDispatcher:
         self._max_batch = max_batch
         self._entities: dict[str, _Entity] = {}
         self._threads = WorkerThreads(2, "entity")
-        self._control_sink: ControlSink | None = None
-
-    def connect(self, control_sink: ControlSink) -> None:
-        self._control_sink = control_sink
+        #: Where the responses to calling orchestrations go.
+        self._route = route
+        #: Deletes of messages that held no operation, kept until done.
+        self._deleting: set[asyncio.Task[None]] = set()
+        self._loop: MailboxLoop[_Entity] = MailboxLoop(
+            kind="entity",
+            label="Batch of entity",
+            logger=logger,
+            step=self._step,
+            has_work=lambda entity: bool(entity.pending),
+            on_error=self._step_failed,
+            on_idle=self._idle,
+        )
 
     async def close(self) -> None:
         tasks = [e.task for e in self._entities.values() if e.task is not None]
+        tasks += self._deleting
         for task in tasks:
             task.cancel()
         try:
@@ -209,44 +219,36 @@ class EntityDispatcher:
             entity.pending.append((request, handle if i == len(requests) - 1 else None))
         if not requests and handle is not None:
             self._spawn_delete(handle)
-        if entity.task is None and entity.pending:
-            entity.task = asyncio.get_running_loop().create_task(
-                self._run(entity), name=f"entity:{message.instance_id}"
-            )
+        self._loop.wake(entity)
 
     def _spawn_delete(self, handle: MessageLease) -> None:
         self._leases.release(handle)
-        asyncio.get_running_loop().create_task(self._storage.complete(handle))
+        task = asyncio.get_running_loop().create_task(self._storage.complete(handle))
+        self._deleting.add(task)
+        task.add_done_callback(self._deleting.discard)
 
-    async def _run(self, entity: _Entity) -> None:
-        backoff = 0.5
+    async def _step(self, entity: _Entity) -> bool:
+        batch, entity.pending = entity.pending[: self._max_batch], entity.pending[self._max_batch :]
+        entity.in_flight = batch
         try:
-            while entity.pending:
-                batch, entity.pending = entity.pending[: self._max_batch], entity.pending[self._max_batch :]
-                entity.in_flight = batch
-                try:
-                    await self._batch(entity, batch)
-                    backoff = 0.5
-                except Exception as exc:
-                    entity.pending = batch + entity.pending
-                    entity.state = None
-                    logger.warning(
-                        "Batch of entity '%s' could not be completed (%s: %s); retrying in %.1f s",
-                        entity.instance_id,
-                        type(exc).__name__,
-                        exc,
-                        backoff,
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                finally:
-                    entity.in_flight = []
+            await self._batch(entity, batch)
+        except Exception:
+            entity.pending = batch + entity.pending
+            entity.state = None
+            raise
         finally:
-            entity.task = None
-            if not entity.pending:
-                self._entities.pop(entity.instance_id, None)
+            entity.in_flight = []
+        return True
 
-    async def _batch(self, entity: _Entity, batch: list[tuple[dict[str, Any], MessageLease | None]]) -> None:
+    @staticmethod
+    def _step_failed(entity: _Entity, exc: Exception) -> bool:
+        return True  # retried after a backoff: storage went away or similar
+
+    def _idle(self, entity: _Entity) -> None:
+        if not entity.pending:
+            self._entities.pop(entity.instance_id, None)
+
+    async def _batch(self, entity: _Entity, batch: list[_Request]) -> None:
         created = entity.state is not None
         if entity.state is None:
             record = await self._storage.read_instance(entity.instance_id)
@@ -272,8 +274,7 @@ class EntityDispatcher:
             event = h.event_raised(str(request["id"]), json.dumps(response), now)
             message = ControlMessage(str(request["parent"]), [event], None)
             handle = await self._storage.send_control(message, lease=self._leases.lease_seconds)
-            if self._control_sink is not None:
-                self._control_sink(message, handle)
+            self._route(message, handle)
         # 2. The new state with the requests it has applied.
         window = max(4 * self._leases.lease_seconds, 600.0)
         new_state = EntityState(

@@ -19,11 +19,10 @@ from datetime import datetime, timedelta
 from emulator.durable import _history as h
 from emulator.durable._history import EventType
 from emulator.durable._leases import LeaseKeeper
+from emulator.durable._routing import ControlSink
 from emulator.taskhub._interface import ControlMessage, MessageLease
 
 logger = logging.getLogger("emulator.timers")
-
-ControlSink = Callable[[ControlMessage, MessageLease | None], None]
 
 
 class DurableClock:

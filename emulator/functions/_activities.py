@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from emulator.app._app_index import AppIndex
 from emulator.durable import _history as h
 from emulator.durable._crash import crash_point
 from emulator.durable._failure_log import function_failed
-from emulator.durable._history import HistoryEvent
 from emulator.durable._replay import HTTP_ACTIVITY
+from emulator.durable._routing import ResultSink
 from emulator.durable._timers import DurableClock
 from emulator.durable._work_items import WorkItem
 from emulator.functions._activity_worker import ActivityOutcome, run_activity, worker_thread_count
+from emulator.functions._bindings import Bindings
 from emulator.functions._http_activity import run_http_activity
 from emulator.functions._invocations import InvocationLog
 from emulator.functions._threads import WorkerThreads
 
 logger = logging.getLogger("emulator.activities")
-
-#: Receives each finished work item with its TaskCompleted or TaskFailed event.
-ResultSink = Callable[[WorkItem, HistoryEvent], None]
 
 
 class ActivityDispatcher:
@@ -43,6 +40,8 @@ class ActivityDispatcher:
         index: AppIndex,
         invocations: InvocationLog,
         clock: DurableClock,
+        bindings: Bindings,
+        results: ResultSink,
         max_concurrent: int,
         hub_name: str = "",
     ) -> None:
@@ -55,13 +54,13 @@ class ActivityDispatcher:
         # (PYTHON_THREADPOOL_THREAD_COUNT): more threads only fight over the GIL with the loop.
         self._threads = WorkerThreads(min(max_concurrent, worker_thread_count()), "activity")
         self._tasks: set[asyncio.Task[None]] = set()
-        self._result_sink: ResultSink | None = None
-
-    def connect(self, result_sink: ResultSink) -> None:
-        self._result_sink = result_sink
+        #: The input and output bindings of activities that have more than their trigger.
+        self._bindings = bindings
+        #: Receives each finished work item with its TaskCompleted or TaskFailed event.
+        self._results = results
 
     def dispatch(self, items: list[WorkItem]) -> None:
-        """Run these work items; each result goes to the result sink as soon as it is known."""
+        """Run these work items; each result goes to ``results`` as soon as it is known."""
         loop = asyncio.get_running_loop()
         for item in items:
             task = loop.create_task(self._run_item(item))
@@ -94,7 +93,11 @@ class ActivityDispatcher:
                     function.name, reason="(null)", instance_id=item.instance_id
                 ) as record:
                     outcome = await run_activity(
-                        function, item.input, self._threads, instance_id=item.instance_id
+                        function,
+                        item.input,
+                        self._threads,
+                        bindings=self._bindings,
+                        instance_id=item.instance_id,
                     )
                     if outcome.failed:
                         record.succeeded = False
@@ -109,8 +112,7 @@ class ActivityDispatcher:
             event = h.task_failed(item.task_id, reason, outcome.failure_details, now)
         else:
             event = h.task_completed(item.task_id, outcome.result, now)
-        assert self._result_sink is not None
-        self._result_sink(item, event)
+        self._results(item, event)
         crash_point("activity-after-handoff")
 
     async def _run_http(self, item: WorkItem) -> ActivityOutcome:

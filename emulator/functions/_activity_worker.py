@@ -18,7 +18,7 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
 from emulator.app._app_index import FunctionInfo
-from emulator.functions._bindings import TriggerValue, bindings_for
+from emulator.functions._bindings import Bindings, TriggerValue
 from emulator.functions._threads import WorkerThreads
 
 
@@ -83,16 +83,19 @@ async def run_activity(
     input_text: str | None,
     threads: WorkerThreads,
     *,
+    bindings: Bindings | None = None,
     instance_id: str | None = None,
 ) -> ActivityOutcome:
     """Run an activity: sync functions on ``threads``, async ones on the event loop.
 
-    An activity with input or output bindings besides its trigger gets them from its host's binding
-    layer; its outputs are written before the result is reported, so a failed write fails the activity.
+    An activity with input or output bindings besides its trigger gets them from ``bindings`` (its
+    host's binding layer); its outputs are written before the result is reported, so a failed
+    write fails the activity.
     """
     try:
         kwargs = _activity_kwargs(function, input_text)
-        bindings = bindings_for(function) if len(function.bindings) > 1 else None
+        if len(function.bindings) <= 1:
+            bindings = None
         call = None
         if bindings is not None:
             name, value = next(iter(kwargs.items()))

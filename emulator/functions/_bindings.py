@@ -565,24 +565,3 @@ def _queue_messages(data: _OutputData) -> list[str | bytes]:
     value = json.loads(data.value)
     items = value if isinstance(value, list) else [value]
     return [item if isinstance(item, str) else json.dumps(item, separators=(",", ":")) for item in items]
-
-
-# ---------------------------------------------------------------------------------------------
-# Which host's bindings a function belongs to (activities are run without a reference to the host)
-
-_ACTIVE: dict[int, tuple[FunctionInfo, Bindings]] = {}
-
-
-def activate(functions: Iterable[FunctionInfo], bindings: Bindings) -> None:
-    for function in functions:
-        _ACTIVE[id(function)] = (function, bindings)
-
-
-def deactivate(functions: Iterable[FunctionInfo]) -> None:
-    for function in functions:
-        _ACTIVE.pop(id(function), None)
-
-
-def bindings_for(function: FunctionInfo) -> Bindings | None:
-    entry = _ACTIVE.get(id(function))
-    return entry[1] if entry is not None and entry[0] is function else None

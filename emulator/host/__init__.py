@@ -1,4 +1,5 @@
-"""The host: wiring the stages together, starting Azurite, stopping cleanly."""
+"""The host: wiring the stages together (the durable back end in ``_durable_runtime``), starting
+Azurite, stopping cleanly."""
 
 from __future__ import annotations
 

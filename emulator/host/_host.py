@@ -8,7 +8,6 @@ only loops back are queue messages, which is also how work survives a crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -24,24 +23,19 @@ from emulator.app._settings import AppLoadError, AppSettings, load_settings
 from emulator.client._client import RPC_PATH, ClientUrls, DurableClientService
 from emulator.client._durable_http import DurableHttpApi
 from emulator.client._task_hubs import TaskHubClients
-from emulator.durable._entities import EntityDispatcher
-from emulator.durable._leases import LeaseKeeper
-from emulator.durable._orchestrations import OrchestrationDispatcher
-from emulator.durable._partitions import PartitionManager
 from emulator.durable._replay_check import enabled as replay_check_enabled
-from emulator.durable._timers import DurableClock, TimerScheduler
-from emulator.durable._work_items import WorkItem
+from emulator.durable._timers import DurableClock
 from emulator.functions._accounts import StorageAccounts, connection_label
-from emulator.functions._activities import ActivityDispatcher
-from emulator.functions._bindings import Bindings, RecordedOutput, activate, deactivate
+from emulator.functions._bindings import Bindings, RecordedOutput
 from emulator.functions._invocations import InvocationLog
 from emulator.functions.triggers import TriggerListeners, queues_options
-from emulator.host._host_identity import host_identity, is_dead_predecessor
+from emulator.host._durable_runtime import DurableRuntime, RuntimeOptions
+from emulator.host._host_identity import host_identity
 from emulator.host._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator.http._auth import FunctionKeys
 from emulator.http._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator.http._http_triggers import HttpTriggerRouter
-from emulator.taskhub._interface import ControlMessage, MessageLease, TaskHub
+from emulator.taskhub._interface import TaskHub
 from emulator.taskhub._storage_outage import StorageHealth, retrying
 from emulator.taskhub.azure import import_storage_clients, is_storage_error, open_task_hub
 
@@ -83,14 +77,8 @@ class EmulatorHost:
         #: Whether the task hub's storage answers (None until the back end starts).
         self.storage_health: StorageHealth | None = None
         self._runner: web.AppRunner | None = None
-        self._background: list[asyncio.Task[None]] = []
-        self._wake: list[asyncio.Event] = []
-        self._leases: LeaseKeeper | None = None
-        self._orchestrations: OrchestrationDispatcher | None = None
-        self._activities: ActivityDispatcher | None = None
-        self._timers: TimerScheduler | None = None
-        self._partitions: PartitionManager | None = None
-        self._entities: EntityDispatcher | None = None
+        #: The durable back end (None until it starts).
+        self.runtime: DurableRuntime | None = None
         #: Durable time; tests move it forward with :meth:`advance_time`.
         self.clock = DurableClock()
         #: Input and output bindings of every function; storage is attached in :meth:`start`.
@@ -228,60 +216,38 @@ class EmulatorHost:
         await storage.create()
         health = self.storage_health = StorageHealth(storage)
 
-        leases = self._leases = LeaseKeeper(storage, self._lease_seconds(settings))
-        orchestrations = self._orchestrations = OrchestrationDispatcher(
+        runtime = self.runtime = DurableRuntime(
             storage=storage,
-            index=index,
-            invocations=self.invocations,
-            leases=leases,
-            clock=self.clock,
-            max_concurrent=settings.max_concurrent_orchestrations,
-            # Orchestrations stay in memory between episodes unless host.json turns this off.
-            extended_sessions=settings.extended_sessions,
-            # ...and are checked against replays from the start unless the app setting says not to.
-            replay_check=replay_check_enabled(settings.values),
-        )
-        entities = self._entities = EntityDispatcher(
-            storage=storage, index=index, invocations=self.invocations, leases=leases, clock=self.clock
-        )
-        entities.connect(self._route_control)
-        timers = self._timers = TimerScheduler(self.clock, leases, self._deliver_owned)
-        activities = self._activities = ActivityDispatcher(
-            index=index,
-            invocations=self.invocations,
-            clock=self.clock,
-            max_concurrent=settings.max_concurrent_activities,
-            hub_name=storage.name,
-        )
-        activities.connect(self._activity_result)
-        self._wake = [asyncio.Event() for _ in range(storage.partition_count)]
-        orchestrations.connect(activities.dispatch, timers.schedule, self._route_control)
-        owner = host_identity(self.options.port)
-        self._partitions = PartitionManager(
-            storage,
-            owner,
-            # Ownership outlives a crash by at most the message lease, capped at the real 30 s.
-            lease_seconds=min(30.0, leases.lease_seconds),
-            on_acquired=self._partition_acquired,
-            on_lost=self._partition_lost,
             health=health,
-            is_dead_predecessor=lambda holder: is_dead_predecessor(holder, owner),
+            index=index,
+            invocations=self.invocations,
+            clock=self.clock,
+            bindings=self.bindings,
+            owner=host_identity(self.options.port),
+            options=RuntimeOptions(
+                lease_seconds=self._lease_seconds(settings),
+                max_concurrent_orchestrations=settings.max_concurrent_orchestrations,
+                max_concurrent_activities=settings.max_concurrent_activities,
+                # Orchestrations stay in memory between episodes unless host.json turns this off.
+                extended_sessions=settings.extended_sessions,
+                # ...and are checked against replays from the start unless the app setting says not to.
+                replay_check=replay_check_enabled(settings.values),
+                max_poll_interval=self.options.max_poll_interval,
+            ),
         )
         self.client = DurableClientService(
             storage=retrying(storage, health),
             index=index,
-            leases=leases,
-            deliver=self._route_control,
+            leases=runtime.leases,
+            deliver=runtime.route,
             urls=ClientUrls(
                 public_base=self.base_url, rpc_base=f"http://127.0.0.1:{self.options.port}{RPC_PATH}"
             ),
             connection_name=connection_label(settings.storage_connection_name),
-            runs_here=lambda instance_id: (
-                self._partitions is not None and self._partitions.owns(storage.partition_of(instance_id))
-            ),
-            checkpoint_written=orchestrations.checkpoint_written,
-            forget=self._forget_instance,
-            reload=orchestrations.reload,
+            runs_here=runtime.runs_here,
+            checkpoint_written=runtime.orchestrations.checkpoint_written,
+            forget=runtime.forget_instance,
+            reload=runtime.orchestrations.reload,
         )
 
         hubs = TaskHubClients(
@@ -292,17 +258,12 @@ class EmulatorHost:
         )
         self._durable_api = DurableHttpApi(self.client, hubs)
 
-        leases.start()
-        timers.start()
-        await self._partitions.start()
-        for partition in range(storage.partition_count):
-            self._spawn(self._poll_control(partition), f"poll-control-{partition:02d}")
+        await runtime.start()
 
         # -- timer, queue and blob triggers; storage for input and output bindings ------------------
         self._accounts = StorageAccounts(settings.storage_connection_name, connection_string)
         queues = queues_options(settings.host_json)
         self.bindings.attach_storage(self._accounts, queue_encoding=queues.message_encoding)
-        activate(index.functions, self.bindings)
         self.triggers = TriggerListeners(
             index=index,
             host_json=settings.host_json,
@@ -327,51 +288,25 @@ class EmulatorHost:
         if self.triggers is not None:
             await deadline.run("stopping the triggers", self.triggers.stop())
             self.triggers = None
-        if self.index is not None:
-            deactivate(self.index.functions)
         if self._accounts is not None:
             await deadline.run("closing the binding clients", self._accounts.close(), local=True)
             self._accounts = None
         # -- end of triggers ---------------------------------------------------------------------
-        if self._partitions is not None:
-            await self._partitions.stop(release=False)
-        for task in self._background:
-            task.cancel()
-        await deadline.run("the pollers", asyncio.gather(*self._background, return_exceptions=True))
-        self._background.clear()
+        if self.runtime is not None:
+            await self.runtime.stop_taking_work(deadline)
         if self._runner is not None:
             await deadline.run("the HTTP requests in flight", self._runner.cleanup(), local=True)
-        if self._timers is not None:
-            await self._timers.stop()
-        for dispatcher in (self._activities, self._orchestrations, self._entities):
-            if dispatcher is not None:
-                await deadline.run("the work in flight", dispatcher.close(), local=True)
-        if self._leases is not None:
-            await self._leases.stop()
-        await self._hand_back(deadline)
+        if self.runtime is not None:
+            await self.runtime.close(deadline)
         if self.storage is not None:
             await deadline.run("closing the storage clients", self.storage.close(), local=True)
         deadline.report()
-
-    async def _hand_back(self, deadline: StopDeadline) -> None:
-        """Give partitions and leased messages back, so another host takes them over at once."""
-        if self._partitions is not None:
-            await deadline.run("handing back its partitions", self._partitions.release())
-        if self._leases is not None:
-            await deadline.run("handing back its leased messages", self._leases.release_all())
-
-    def _leases_seconds(self) -> float:
-        assert self._leases is not None
-        return self._leases.lease_seconds
 
     def _lease_seconds(self, settings: AppSettings) -> float:
         if self.options.lease_seconds is not None:
             return self.options.lease_seconds
         timeout = settings.control_queue_visibility_timeout
         return timeout.total_seconds() if timeout is not None else 300.0
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        self._background.append(asyncio.create_task(coro, name=name))
 
     # -- admin routes (as the Functions host answers them) ------------------------------------
 
@@ -418,135 +353,9 @@ class EmulatorHost:
         )
         return None
 
-    # -- polling: timers and recovery -------------------------------------------------------
-
-    # -- control messages and partition ownership -----------------------------------------
-
-    def _route_control(self, message: ControlMessage, handle: MessageLease | None) -> None:
-        """Process a control message here if this host owns its partition, else let the owner."""
-        assert self.storage is not None and self._partitions is not None and self._timers is not None
-        if self._partitions.owns(self.storage.partition_of(message.instance_id)):
-            self._timers.route(message, handle)
-        elif handle is not None:
-            # It was sent leased to us: make it visible now so the owner's poller finds it.
-            self._spawn(self.storage.renew(handle, 0), "release-control-message")
-
-    def _deliver_owned(self, message: ControlMessage, handle: MessageLease | None) -> None:
-        """Hand a due control message of an owned partition to its dispatcher."""
-        assert self._orchestrations is not None and self._entities is not None
-        if message.instance_id.startswith("@"):
-            self._entities.deliver(message, handle)
-        else:
-            self._orchestrations.deliver(message, handle)
-
-    def _activity_result(self, item: WorkItem, event: dict[str, Any]) -> None:
-        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
-        if self._partitions.owns(self.storage.partition_of(item.instance_id)):
-            self._orchestrations.deliver_result(item, event)
-        else:
-            # The partition's new owner dispatched this activity again from the history.
-            logger.debug(
-                "Dropping the result of activity '%s' of '%s': its partition moved to another host",
-                item.name,
-                item.instance_id,
-            )
-
-    def _partition_acquired(self, partition: int) -> None:
-        self._wake[partition].set()
-        self._spawn(self._recover_partition(partition), f"recover-partition-{partition:02d}")
-
-    async def _recover_partition(self, partition: int) -> None:
-        """Load the unfinished instances of a newly owned partition: their activities without a
-        result in history may have been lost with the host that ran them."""
-        assert self.storage is not None and self._partitions is not None and self._orchestrations is not None
-        backoff = 0.5
-        while self._partitions.owns(partition):
-            try:
-                ids = await self.storage.unfinished_instances()
-                break
-            except Exception as exc:
-                logger.warning(
-                    "Could not list the unfinished instances (%s); retrying in %.1f s", exc, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-        else:
-            return
-        mine = [i for i in ids if self.storage.partition_of(i) == partition and not i.startswith("@")]
-        if mine:
-            logger.info("Partition %d: loading %d unfinished orchestrations", partition, len(mine))
-        for instance_id in mine:
-            self._orchestrations.recover(instance_id)
-
-    def _partition_lost(self, partition: int) -> None:
-        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
-        storage = self.storage
-        owned_here = lambda instance_id: storage.partition_of(instance_id) == partition  # noqa: E731
-        assert self._entities is not None
-        dropped = [
-            *self._orchestrations.drop(owned_here),
-            *self._entities.drop(owned_here),
-            *self._timers.drop(owned_here),
-        ]
-        for handle in dropped:
-            if self._leases is not None:
-                self._leases.release(handle)
-            # Visible at once, so the new owner's poller finds it without waiting out our lease.
-            self._spawn(storage.renew(handle, 0), "release-control-message")
-
-    async def _forget_instance(self, instance_id: str, execution_ids: set[str]) -> None:
-        """Drop an instance about to be purged: its episode, queued events and timers.
-
-        Their messages are deleted rather than released: they belong to the purged execution.
-        """
-        assert self._orchestrations is not None and self._timers is not None and self.storage is not None
-        handles = [
-            *await self._orchestrations.forget(instance_id, execution_ids),
-            *self._timers.drop(lambda other: other == instance_id),
-        ]
-        for handle in handles:
-            if self._leases is not None:
-                self._leases.release(handle)
-        await asyncio.gather(*(self.storage.complete(h) for h in handles), return_exceptions=True)
-
     def advance_time(self, delta: timedelta) -> None:
         """Move durable time forward: timers due by then fire now (call on the host's loop)."""
         self.clock.advance(delta)
-
-    async def _poll_control(self, partition: int) -> None:
-        assert self.storage is not None and self._orchestrations is not None
-        interval = 0.05
-        while True:
-            assert self._partitions is not None
-            if not self._partitions.owns(partition):
-                # Another host owns it: wait until ownership changes (or look again later).
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake[partition].wait(), self.options.max_poll_interval)
-                self._wake[partition].clear()
-                continue
-            assert self.storage_health is not None
-            try:
-                batch = await self.storage.receive_control(partition, self._leases_seconds())
-            except Exception as exc:
-                if self.storage.is_transient(exc):
-                    self.storage_health.failed(exc)  # one line for the whole outage
-                else:
-                    logger.warning("Could not read control queue %d (%s); retrying", partition, exc)
-                batch = []
-                interval = self.options.max_poll_interval
-            else:
-                self.storage_health.answered()
-            for message, handle in batch:
-                # Recovered timer messages wait in memory for their fire time.
-                assert self._timers is not None
-                self._timers.route(message, handle)
-            if batch:
-                interval = 0.05
-                continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake[partition].wait(), interval)
-            self._wake[partition].clear()
-            interval = min(interval * 2, self.options.max_poll_interval)
 
 
 def _http_only(function: FunctionInfo) -> bool:

@@ -130,7 +130,7 @@ class MessageLease:
     """A message this host holds. Opaque to the engine except for these fields."""
 
     #: The same on every delivery of the message: it tells a redelivered message from a new one
-    #: (histories keep it, see ``durable/_orchestrations``).
+    #: (histories keep it, see ``durable/_reconcile``).
     message_id: str
     #: For log lines, e.g. the queue and message id.
     label: str

@@ -19,8 +19,8 @@ from emulator.app._app_index import AppIndex, load_app
 from emulator.app._settings import load_settings
 from emulator.durable import _history as h
 from emulator.durable._episode import execute_episode
+from emulator.durable._episode_runner import known_functions
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
-from emulator.durable._orchestrations import known_functions
 from emulator.durable._worker import OrchestratorSession
 from emulator.tools._history_files import SavedHistory
 from emulator.tools._recorded_episodes import RecordedEpisode

@@ -16,8 +16,9 @@ from tests.support import open_task_hub, read_instance, request, wait_until
 
 def _idle(host: BackgroundHost, instance_id: str) -> bool:
     """This host has no episode or row write of the instance under way (or forgot it)."""
-    dispatcher = host.host._orchestrations
-    assert dispatcher is not None
+    runtime = host.host.runtime
+    assert runtime is not None
+    dispatcher = runtime.orchestrations
     instance = dispatcher._instances.get(instance_id)
     return instance is None or not instance.checkpoint_under_way
 
@@ -80,9 +81,9 @@ def test_a_message_of_an_execution_that_has_no_instance_row_is_dropped(
     from emulator.durable import _history as h
     from emulator.taskhub import ControlMessage
 
-    storage = client_host.host.storage
-    dispatcher = client_host.host._orchestrations
-    assert storage is not None and dispatcher is not None
+    storage, runtime = client_host.host.storage, client_host.host.runtime
+    assert storage is not None and runtime is not None
+    dispatcher = runtime.orchestrations
     instance_id = unique("orphan")
     fired = h.timer_fired(1, h.format_timestamp(h.utcnow()), h.utcnow())
     client_host.run(storage.send_control(ControlMessage(instance_id, [fired], h.new_execution_id())))
@@ -149,8 +150,9 @@ def test_a_rewind_is_applied_when_the_failed_history_is_still_in_memory(
     key = unique("key")
     instance_id = start(client_host, "FailsOnce", {"key": key})["id"]
     wait_for(client_host, instance_id, "Failed")
-    dispatcher = client_host.host._orchestrations
-    assert dispatcher is not None
+    runtime = client_host.host.runtime
+    assert runtime is not None
+    dispatcher = runtime.orchestrations
     execution_id = history_rows(storage_connection, instance_id)[0]["ExecutionId"]
 
     async def late_result() -> None:

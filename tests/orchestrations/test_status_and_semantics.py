@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from emulator.durable import _orchestrations
+from emulator.durable import _status_writer
 from emulator.host._azurite import free_port
 from emulator.taskhub import InstanceRecord
 from emulator.taskhub.azure import AzureTaskHub
@@ -34,7 +34,7 @@ def test_a_status_query_during_a_checkpoint_reports_what_the_checkpoint_stores(
 ) -> None:
     # Without a limit on the wait, a query right after the start waits for the first episode's
     # Instances-row write; without the wait it would read the Pending row the start wrote.
-    monkeypatch.setattr(_orchestrations, "STATUS_QUERY_WAIT", 60.0)
+    monkeypatch.setattr(_status_writer, "STATUS_QUERY_WAIT", 60.0)
     started = start_orchestration(features_host.base_url, "CustomTypes")
     reply = get_status(started)
     assert reply.json()["runtimeStatus"] in ("Running", "Completed")
@@ -47,7 +47,7 @@ def test_a_status_query_during_a_checkpoint_reports_what_the_checkpoint_stores(
 def test_a_status_query_answered_from_the_checkpoint_write_equals_the_stored_row(
     features_host: BackgroundHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_orchestrations, "STATUS_QUERY_WAIT", 60.0)
+    monkeypatch.setattr(_status_writer, "STATUS_QUERY_WAIT", 60.0)
     from_write: list[str] = []
     written_instance = AzureTaskHub.written_instance
 
