@@ -153,13 +153,17 @@ class Browser:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def launch(cls, profile: Path, executable: Path = CHROMIUM) -> AsyncIterator[Browser]:
+    async def launch(
+        cls, profile: Path, executable: Path = CHROMIUM, extra_flags: tuple[str, ...] = ()
+    ) -> AsyncIterator[Browser]:
+        """``extra_flags``: more command-line switches, e.g. ``--host-resolver-rules=...``."""
         profile.mkdir(parents=True, exist_ok=True)
         log_path = profile.parent / f"{profile.name}.log"
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 str(executable),
                 *FLAGS,
+                *extra_flags,
                 f"--user-data-dir={profile}",
                 "about:blank",
                 stdout=log,

@@ -46,3 +46,19 @@ def test_a_grace_period_that_is_not_a_number_of_seconds_is_refused() -> None:
     assert returncode == 1, output
     assert "--stop-grace-seconds must be a number of seconds (0 or more), not 'soon'." in output
     assert "Traceback" not in output
+
+
+def test_a_wildcard_origin_with_credentials_is_refused_as_func_start_refuses_it() -> None:
+    nobody = _closed_port()
+    dead = AzuriteEndpoints(blob_port=nobody, queue_port=nobody, table_port=nobody).connection_string
+    returncode, output = _start(
+        "--port",
+        str(_closed_port()),
+        "--cors",
+        "*",
+        "--cors-credentials",
+        env={**os.environ, "AzureWebJobsStorage": dead},
+    )
+    assert returncode == 1, output
+    assert "The CORS protocol does not allow specifying a wildcard (any) origin and credentials" in output
+    assert "Traceback" not in output

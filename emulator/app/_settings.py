@@ -63,6 +63,13 @@ class AppSettings:
     #: ``storageProvider.controlQueueVisibilityTimeout``: how long a message stays leased without
     #: renewal (None: not set; the host then uses the real default of 5 minutes).
     control_queue_visibility_timeout: timedelta | None = None
+    #: local.settings.json ``Host.CORS``: origins separated by commas, or "*" (None: no CORS).
+    cors: str | None = None
+    #: ``Host.CORSCredentials``: answers to allowed origins say credentials are allowed.
+    cors_credentials: bool = False
+    #: ``EMULATOR_ALLOWED_HOSTS``: host names the management API and the dashboard answer under,
+    #: besides the loopback names (see emulator/http/_origin_guard.py).
+    allowed_hosts: str | None = None
 
     def storage_connection_string(self) -> str:
         """The storage connection string, from the environment first, as the host resolves it."""
@@ -239,7 +246,7 @@ def _concurrency(durable: Any, key: str) -> int:
     return parsed
 
 
-def _read_values(script_root: Path) -> dict[str, str]:
+def _read_local_settings(script_root: Path) -> dict[str, Any]:
     path = script_root / LOCAL_SETTINGS_JSON
     if not path.is_file():
         return {}
@@ -251,6 +258,10 @@ def _read_values(script_root: Path) -> dict[str, str]:
             f'{LOCAL_SETTINGS_JSON} is encrypted ("IsEncrypted": true) and the emulator cannot decrypt it. '
             f"Decrypt it with 'func settings decrypt' or write the values in plain text."
         )
+    return data
+
+
+def _read_values(data: dict[str, Any], path: Path) -> dict[str, str]:
     raw = get_ci(data, "Values")
     if raw is None:
         return {}
@@ -327,6 +338,29 @@ def _visibility_timeout(storage: Any) -> timedelta | None:
     return parsed
 
 
+def _host_start_settings(host: Any, values: Mapping[str, str]) -> dict[str, Any]:
+    """The ``Host`` section of local.settings.json that concerns browsers (keys in any case, as
+    Newtonsoft binds them), and the allowed hosts setting."""
+    where = f'"Host" in {LOCAL_SETTINGS_JSON}'
+    if host is not None and not isinstance(host, dict):
+        raise AppLoadError(f"{where} must be a JSON object.")
+    cors = get_ci(host, "CORS")
+    if cors is not None and not isinstance(cors, str):
+        raise AppLoadError(f'CORS of {where} must be a string of origins such as "http://localhost:3000".')
+    credentials = get_ci(host, "CORSCredentials")
+    if isinstance(credentials, str) and credentials.strip().lower() in ("true", "false"):
+        credentials = credentials.strip().lower() == "true"
+    if credentials is not None and not isinstance(credentials, bool):
+        raise AppLoadError(
+            f"CORSCredentials of {where} must be true or false, not {json.dumps(credentials)}."
+        )
+    return {
+        "cors": cors or None,
+        "cors_credentials": bool(credentials),
+        "allowed_hosts": _setting_lookup("EMULATOR_ALLOWED_HOSTS", values),
+    }
+
+
 def load_settings(script_root: Path) -> AppSettings:
     """Read and validate the app's host.json and local.settings.json."""
     root = Path(script_root).resolve()
@@ -336,7 +370,8 @@ def load_settings(script_root: Path) -> AppSettings:
     host_json = _read_json_file(host_path)
     if not isinstance(host_json, dict):
         raise AppLoadError(f"{HOST_JSON} must contain a JSON object ({host_path}).")
-    values = _read_values(root)
+    local_settings = _read_local_settings(root)
+    values = _read_values(local_settings, root / LOCAL_SETTINGS_JSON)
     _apply_host_overrides(host_json, values)
 
     extensions = get_ci(host_json, "extensions")
@@ -388,4 +423,5 @@ def load_settings(script_root: Path) -> AppSettings:
         storage_provider_notice=notice,
         extended_sessions=_flag(durable, "extendedSessionsEnabled", True),
         control_queue_visibility_timeout=_visibility_timeout(storage),
+        **_host_start_settings(get_ci(local_settings, "Host"), values),
     )

@@ -192,12 +192,12 @@ class DurableHttpApi:
     @staticmethod
     def add_routes(
         app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> None:
-        """Route the API's paths to ``handler`` (which hands them to :meth:`handle`)."""
+    ) -> web.AbstractRoute:
+        """Route the API's paths to ``handler`` (which hands them to :meth:`handle`); the route."""
         # The tail matches any character: a decoded %0A in an instance id or entity key must
         # reach the handler (and its control-character rule) rather than miss the route.
         base = r"/{base:(?i:runtime/webhooks/durabletask|durabletask)}{tail:(/[\s\S]*)?}"
-        app.router.add_route("*", base, handler)
+        return app.router.add_route("*", base, handler)
 
     @staticmethod
     def _segments(request: web.Request) -> list[str]:

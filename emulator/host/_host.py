@@ -35,6 +35,7 @@ from emulator.host._stopping import DEFAULT_STOP_GRACE_SECONDS, StopDeadline
 from emulator.http._auth import FunctionKeys
 from emulator.http._http_limits import MAX_REQUEST_BODY_BYTES, host_limits, parser_limits, quiet_parse_errors
 from emulator.http._http_triggers import HttpTriggerRouter
+from emulator.http._origin_guard import guard_route, install_browser_rules
 from emulator.taskhub._interface import TaskHub
 from emulator.taskhub._storage_outage import StorageHealth, retrying
 from emulator.taskhub.azure import import_storage_clients, is_storage_error, open_task_hub
@@ -62,6 +63,11 @@ class HostOptions:
     enforce_auth: bool = False
     #: Longest wait for in-flight work and hand-backs when stopping (see ``_stopping``).
     stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+    #: ``--cors`` / ``--cors-credentials``: override local.settings.json's Host.CORS / CORSCredentials.
+    cors: str | None = None
+    cors_credentials: bool | None = None
+    #: ``--allowed-hosts``: host names (comma-separated lists) the management API answers under.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class EmulatorHost:
@@ -143,13 +149,18 @@ class EmulatorHost:
     async def _start_http(self, settings: AppSettings, index: AppIndex) -> None:
         quiet_parse_errors()
         app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES, middlewares=[host_limits])
+        # -- browsers: CORS and the origin guard (emulator/http/_origin_guard.py) --------------
+        cli = self.options
+        install_browser_rules(
+            app, settings, cors=cli.cors, credentials=cli.cors_credentials, allowed_hosts=cli.allowed_hosts
+        )
 
         async def durable_api(request: web.Request) -> web.StreamResponse:
             await self._until_ready()
             assert self._durable_api is not None
             return await self._durable_api.handle(request)
 
-        DurableHttpApi.add_routes(app, durable_api)
+        guard_route(app, DurableHttpApi.add_routes(app, durable_api))  # browsers: see _origin_guard
         # -- dashboard (emulator/http/_dashboard.py): before the HTTP trigger catch-all below ----------
         from emulator.http._dashboard import add_dashboard_routes
 

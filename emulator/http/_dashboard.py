@@ -12,6 +12,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from emulator.http._origin_guard import guard_route
+
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
 else:
@@ -76,6 +78,10 @@ def add_dashboard_routes(app: web.Application) -> None:
     async def asset(request: web.Request) -> web.Response:
         return respond(request.match_info["name"])
 
-    app.router.add_get(DASHBOARD_PATH, root)
-    app.router.add_get(f"{DASHBOARD_PATH}/", index)
-    app.router.add_get(DASHBOARD_PATH + "/{name}", asset)
+    # Behind the origin guard: a DNS-rebinding page must not read the pages either.
+    for path, handler in (
+        (DASHBOARD_PATH, root),
+        (f"{DASHBOARD_PATH}/", index),
+        (DASHBOARD_PATH + "/{name}", asset),
+    ):
+        guard_route(app, app.router.add_get(path, handler))

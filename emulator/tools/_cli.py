@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="require function keys for HTTP functions that are not anonymous (func start does not); "
         "keys: EMULATOR_HOST_KEY, EMULATOR_MASTER_KEY, EMULATOR_FUNCTION_KEY__<name>",
     )
+    _add_browser_options(start)
     _durable_cli.add_parser(commands)
     # -- replay: offline replay of saved histories (emulator/tools/_replay_cli.py) --
     from emulator.tools import _replay_cli
@@ -146,6 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
     _replay_cli.add_parser(commands)
     # -- end replay --
     return parser
+
+
+def _add_browser_options(start: argparse.ArgumentParser) -> None:
+    start.add_argument(
+        "--cors",
+        default=None,
+        help="origins allowed to call the app from a browser, separated by commas with no spaces, or '*' "
+        "(like func start; default: Host.CORS in local.settings.json)",
+    )
+    start.add_argument(
+        "--cors-credentials",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow cross-origin requests with cookies and the Authorization header "
+        "(default: Host.CORSCredentials in local.settings.json)",
+    )
+    start.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="host names besides localhost, 127.0.0.1 and [::1] under which the management API and the "
+        "dashboard answer (a container's or a tunnel's name; commas between several; also "
+        "EMULATOR_ALLOWED_HOSTS)",
+    )
 
 
 async def _serve(options: HostOptions, host: EmulatorHost, clean_up: Callable[[], None]) -> None:
@@ -201,6 +227,9 @@ def start(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         enforce_auth=args.enforce_auth,
         stop_grace_seconds=grace,
+        cors=args.cors,
+        cors_credentials=args.cors_credentials,
+        allowed_hosts=tuple(args.allowed_hosts),
     )
     host = EmulatorHost(options)
     storage: StorageConnection | None = None
