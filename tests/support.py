@@ -12,7 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from emulator.testing._memory_hubs import is_memory, memory_task_hub
+
 if TYPE_CHECKING:
+    from emulator.taskhub import InstanceRecord, TaskHub
     from emulator.taskhub.azure import AzureTaskHub
 
 T = TypeVar("T")
@@ -90,7 +93,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
 
 
 def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, Any]]:
-    """The instance's History table rows in order (sentinel left out), as a tool would read them."""
+    """The instance's History table rows in order (sentinel left out), as a tool would read them.
+
+    On an in-memory task hub, the rows its history would be in Azure Storage.
+    """
+    if is_memory(connection):
+        return _memory_history_rows(hub, instance_id)
     from azure.data.tables import TableServiceClient
 
     with TableServiceClient.from_connection_string(connection) as service:
@@ -103,6 +111,37 @@ def history_rows(connection: str, hub: str, instance_id: str) -> list[dict[str, 
         events = [r for r in events if r.get("ExecutionId") == sentinel.get("ExecutionId")]
         events = events[: int(sentinel.get("HistoryEventCount", len(events)))]
     return events
+
+
+def _memory_history_rows(hub: str, instance_id: str) -> list[dict[str, Any]]:
+    from emulator.taskhub.azure._history import history_row
+
+    stored = asyncio.run(memory_task_hub(hub).read_history(instance_id))
+    execution_id = stored.execution_id or ""
+    return [history_row(instance_id, n, execution_id, event) for n, event in enumerate(stored.events)]
+
+
+def open_task_hub(connection: str, hub: str) -> TaskHub:
+    """The task hub ``hub`` as another client of it sees it: in Azure Storage, or in this process's
+    memory on an in-memory test session (close it when done)."""
+    if is_memory(connection):
+        return memory_task_hub(hub)
+    from emulator.taskhub.azure import AzureTaskHub
+
+    return AzureTaskHub(connection, hub)
+
+
+def read_instance(connection: str, hub: str, instance_id: str) -> InstanceRecord | None:
+    """The instance's record as the task hub stores it (None: there is none)."""
+
+    async def read() -> InstanceRecord | None:
+        task_hub = open_task_hub(connection, hub)
+        try:
+            return await task_hub.read_instance(instance_id)
+        finally:
+            await task_hub.close()
+
+    return asyncio.run(read())
 
 
 def decisions(rows: list[dict[str, Any]]) -> list[tuple[str, int, str | None]]:

@@ -10,7 +10,7 @@ import pytest
 
 from emulator.testing import BackgroundHost
 from tests.conftest import TEST_APPS, start_host
-from tests.support import request, start_orchestration, wait_for_status, wait_until
+from tests.support import read_instance, request, start_orchestration, wait_for_status, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,6 @@ def entities_host(storage_connection: str) -> Iterator[BackgroundHost]:
         yield host
     finally:
         host.stop()
-
-
-def _instances_row(connection: str, instance_id: str) -> dict:
-    from azure.data.tables import TableServiceClient
-
-    with TableServiceClient.from_connection_string(connection) as service:
-        return dict(service.get_table_client("EntitiesHubInstances").get_entity(instance_id, ""))
 
 
 def test_orchestration_calls_and_signals_the_counter_in_order(
@@ -41,9 +34,9 @@ def test_orchestration_calls_and_signals_the_counter_in_order(
     assert output["failure"] == "cannot fail at 15"  # the operation's exception reaches the caller
     assert output["reset"] == 0
     # The entity is an instance of the task hub, as with the real provider: @<name>@<key>.
-    row = _instances_row(storage_connection, "@counter@orch-1")
-    assert row["Name"] == "@counter"
-    assert json.loads(json.loads(row["Input"])["state"]) == 0
+    record = read_instance(storage_connection, "EntitiesHub", "@counter@orch-1")
+    assert record is not None and record.name == "@counter"
+    assert json.loads(json.loads(record.input or "null")["state"]) == 0
 
 
 def test_a_thousand_signals_from_fifty_orchestrations_are_summed_exactly(
@@ -112,6 +105,7 @@ def test_a_signal_to_an_entity_function_the_app_lacks_answers_400(entities_host:
     assert request("POST", f"{api}/cOUNTER/k1?op=add", 1).status == 202
 
 
+@pytest.mark.azure_storage  # hosts in other processes
 def test_no_signal_is_lost_or_applied_twice_when_the_host_is_killed(
     storage_connection: str, tmp_path
 ) -> None:

@@ -51,6 +51,9 @@ class HostOptions:
     bind: str = "127.0.0.1"
     #: Overrides the app's storage connection setting (tests pass their Azurite here).
     connection_string: str | None = None
+    #: The task hub to run on instead of the app's in Azure Storage (tests pass an in-memory one:
+    #: ``emulator.taskhub.memory``); bindings and triggers still use the storage connection.
+    task_hub: TaskHub | None = None
     #: How long a message stays leased to this host without renewal; None: host.json's
     #: controlQueueVisibilityTimeout, else the real default of 5 minutes.
     lease_seconds: float | None = None
@@ -224,7 +227,9 @@ class EmulatorHost:
         # listener keeps answering meanwhile.
         await asyncio.to_thread(import_storage_clients)
         connection_string = self.options.connection_string or settings.storage_connection_string()
-        storage = self.storage = open_task_hub(connection_string, settings.hub_name, settings.partition_count)
+        storage = self.storage = self.options.task_hub or open_task_hub(
+            connection_string, settings.hub_name, settings.partition_count
+        )
         await storage.create()
         health = self.storage_health = StorageHealth(storage)
 

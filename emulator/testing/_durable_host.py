@@ -32,6 +32,7 @@ from emulator.host._host import HostOptions
 from emulator.taskhub._interface import TaskHub
 from emulator.taskhub.azure import open_task_hub
 from emulator.testing._background import BackgroundHost, _WorkerLoop
+from emulator.testing._memory_hubs import is_memory, memory_task_hub
 from emulator.testing._subprocess import SubprocessHost
 from emulator.testing._time_skip import next_timer
 
@@ -93,10 +94,13 @@ class DurableHost:
         return self
 
     def _start_in_process(self) -> None:
+        memory = is_memory(self.connection_string)
         options = HostOptions(
             script_root=self.config.script_root,
             port=free_port(),
-            connection_string=self.connection_string,
+            # On an in-memory task hub, bindings keep the app's own storage setting.
+            connection_string=None if memory else self.connection_string,
+            task_hub=memory_task_hub(self.hub_name, self.settings.partition_count) if memory else None,
             lease_seconds=self.config.lease_seconds,
             enforce_auth=self.config.enforce_auth,
         )
@@ -109,6 +113,8 @@ class DurableHost:
         self._service = background.host.client
 
     def _start_subprocess(self) -> None:
+        if is_memory(self.connection_string):
+            raise RuntimeError("A subprocess host cannot share this process's in-memory task hubs")
         env = dict(self.config.env)
         if self.config.task_hub:
             env[HUB_OVERRIDE] = self.config.task_hub

@@ -6,6 +6,8 @@ Registered through the package's ``pytest11`` entry point, so installing the pac
   found where the apps and tests are, else installed with npm on first use (``_app_folders``).
 * ``durable_storage_connection`` (session): its connection string, also set as
   ``AzureWebJobsStorage`` for the session (as a variable set before ``func start`` would be).
+  With ``--task-hub=memory`` (or ``EMULATOR_TEST_TASK_HUB=memory``) hosts keep their task hubs
+  in the test process instead, no Azurite is started, and tests that use it are deselected.
 * ``durable_host``: a running host for the app, shared by the tests that ask for the same
   configuration: the ``durable_script_root`` / ``durable_subprocess`` ini options, or a
   ``@pytest.mark.durable_host(script_root=..., subprocess=..., ...)`` marker.
@@ -17,6 +19,7 @@ Registered through the package's ``pytest11`` entry point, so installing the pac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,12 +28,27 @@ import pytest
 from emulator.host._azurite import AzuriteServer
 from emulator.testing._app_folders import session_azurite
 from emulator.testing._durable_host import DurableHost, environment
+from emulator.testing._memory_hubs import MEMORY_CONNECTION
 from emulator.testing._pool import DurableHostFactory, DurableHosts
 
 MARKER = "durable_host"
+AZURITE_FIXTURE = "durable_azurite"
+AZURE_MARKER = "azure_storage"
+TASK_HUBS = ("azure", "memory")
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+#: The default of ``--task-hub``.
+TASK_HUB_VARIABLE = "EMULATOR_TEST_TASK_HUB"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--task-hub",
+        choices=TASK_HUBS,
+        default=os.environ.get(TASK_HUB_VARIABLE) or "azure",
+        help=f"where the hosts keep their task hubs: azure (Azurite, the default) or memory "
+        f"(in this process: no Azurite; tests that use Azurite themselves are deselected); "
+        f"default from {TASK_HUB_VARIABLE}",
+    )
     parser.addini(
         "durable_script_root",
         "folder of the function app the durable_host fixture runs, relative to the rootdir "
@@ -51,6 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(script_root=None, subprocess=False, task_hub=None, lease_seconds=None, crash_at=None, "
         "enforce_auth=False, env=None): the host the durable_host fixture gives this test",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{AZURE_MARKER}: the test needs the Azure Storage task hub (it checks its rows, blobs or code, "
+        "or runs hosts or tools in other processes); left out with --task-hub=memory",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +90,36 @@ def durable_azurite(
         server.stop()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On in-memory task hubs, leave out the tests that use Azurite themselves or check what the
+    Azure Storage task hub stores (marked ``azure_storage``)."""
+    if config.getoption("task_hub") != "memory":
+        return
+    kept = [
+        item
+        for item in items
+        if AZURITE_FIXTURE not in getattr(item, "fixturenames", ())
+        and item.get_closest_marker(AZURE_MARKER) is None
+    ]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
-def durable_storage_connection(durable_azurite: AzuriteServer) -> Iterator[str]:
-    """The session's storage connection string, also the apps' ``AzureWebJobsStorage``."""
-    with environment({"AzureWebJobsStorage": durable_azurite.connection_string}):
-        yield durable_azurite.connection_string
+def durable_storage_connection(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The session's storage connection string, also the apps' ``AzureWebJobsStorage``; with
+    ``--task-hub=memory``, :data:`MEMORY_CONNECTION` (and no Azurite)."""
+    if request.config.getoption("task_hub") == "memory":
+        # Bindings and triggers still need a storage setting; nothing uses it in these tests.
+        with environment(
+            {"AzureWebJobsStorage": os.environ.get("AzureWebJobsStorage") or DEVELOPMENT_STORAGE}
+        ):
+            yield MEMORY_CONNECTION
+        return
+    azurite: AzuriteServer = request.getfixturevalue(AZURITE_FIXTURE)
+    with environment({"AzureWebJobsStorage": azurite.connection_string}):
+        yield azurite.connection_string
 
 
 @pytest.fixture(scope="session")

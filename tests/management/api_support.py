@@ -11,6 +11,8 @@ from azure.data.tables import TableServiceClient
 from emulator.durable._history import OrchestrationStatus
 from emulator.taskhub import InstanceUpdate
 from emulator.testing import BackgroundHost
+from emulator.testing._memory_hubs import is_memory
+from tests import support
 from tests.support import Reply, request
 
 HUB = "ClientHub"
@@ -74,6 +76,8 @@ def set_runtime_status(host: BackgroundHost, instance_id: str, runtime_status: s
 
 
 def history_rows(connection: str, instance_id: str, hub: str = HUB) -> list[dict[str, Any]]:
+    if is_memory(connection):
+        return support.history_rows(connection, hub, instance_id)
     with TableServiceClient.from_connection_string(connection) as service:
         table = service.get_table_client(f"{hub}History")
         rows = [dict(e) for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": instance_id})]

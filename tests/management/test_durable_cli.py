@@ -19,6 +19,9 @@ from emulator.tools._durable_cli import run
 from tests.conftest import REPO_ROOT, TEST_APPS, start_host
 from tests.management.api_support import set_runtime_status, start, unique, wait_for
 
+# The durable command line runs in processes of its own, on the task hub in storage.
+pytestmark = pytest.mark.azure_storage
+
 CLIENT_APP = TEST_APPS / "client_app"
 
 

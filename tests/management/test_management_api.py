@@ -460,6 +460,7 @@ def test_restart_of_an_unknown_or_running_instance(client_host: BackgroundHost) 
 # -- purge ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.azure_storage
 def test_purge_one_deletes_the_instance_its_history_and_its_blobs(
     client_host: BackgroundHost, storage_connection: str
 ) -> None:

@@ -8,19 +8,10 @@ new start with the same id runs a fresh execution.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from azure.data.tables import TableClient
 
 from emulator.testing import BackgroundHost
 from tests.management.api_support import HUB, api, history_rows, start, status, unique, wait_for
-from tests.support import request, wait_until
-
-
-def _instance_row(connection: str, instance_id: str) -> dict[str, Any] | None:
-    with TableClient.from_connection_string(connection, f"{HUB}Instances") as table:
-        rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": instance_id}))
-    return dict(rows[0]) if rows else None
+from tests.support import open_task_hub, read_instance, request, wait_until
 
 
 def _idle(host: BackgroundHost, instance_id: str) -> bool:
@@ -74,7 +65,7 @@ def test_an_episode_under_way_when_the_purge_comes_writes_nothing_after_it(
     wait_until(lambda: _idle(client_host, instance_id))
     # No row recreated by the purged execution's status write (one without name or creation
     # time would block every new start with this id).
-    assert _instance_row(storage_connection, instance_id) is None
+    assert read_instance(storage_connection, HUB, instance_id) is None
     assert status(client_host, instance_id).status == 404
     assert history_rows(storage_connection, instance_id) == []
     start(client_host, "WaitForApproval", {"run": 2}, instance_id=instance_id)
@@ -102,7 +93,7 @@ def test_a_message_of_an_execution_that_has_no_instance_row_is_dropped(
         return instance is not None and instance.task is None and not instance.pending
 
     wait_until(handled)
-    assert _instance_row(storage_connection, instance_id) is None
+    assert read_instance(storage_connection, HUB, instance_id) is None
     # The id is free, and the new execution sees nothing of the dropped message.
     start(client_host, "Sleeper", instance_id=instance_id)
     assert wait_for(client_host, instance_id, "Running")["name"] == "Sleeper"
@@ -116,14 +107,13 @@ def test_a_purge_and_start_from_elsewhere_replace_what_the_running_host_holds(
     import asyncio
 
     from emulator.client._client import ClientUrls, DurableClientService
-    from emulator.taskhub.azure import AzureTaskHub
 
     instance_id = unique("elsewhere")
     start(client_host, "WaitForApproval", {"run": 1}, instance_id=instance_id)
     wait_for(client_host, instance_id, "Running")
 
     async def purge_and_start() -> None:
-        storage = AzureTaskHub(storage_connection, HUB)
+        storage = open_task_hub(storage_connection, HUB)
         client = DurableClientService(
             storage=storage,
             index=None,

@@ -18,6 +18,9 @@ from tests.management.api_support import HUB, api, start, status, unique, wait_f
 from tests.management.test_client_sdk import call
 from tests.support import request
 
+# Other task hubs are opened in the storage account of a connection.
+pytestmark = pytest.mark.azure_storage
+
 
 def _other_hub() -> str:
     return f"Other{uuid.uuid4().hex[:8]}"

@@ -43,6 +43,7 @@ def test_a_status_query_during_a_checkpoint_reports_what_the_checkpoint_stores(
     assert final["output"] == {"x": 2, "y": 4, "type": "Point"}
 
 
+@pytest.mark.azure_storage
 def test_a_status_query_answered_from_the_checkpoint_write_equals_the_stored_row(
     features_host: BackgroundHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,6 +189,7 @@ def test_custom_classes_cross_the_activity_boundary(features_host: BackgroundHos
     assert wait_for_status(started["statusQueryGetUri"])["output"] == {"x": 2, "y": 4, "type": "Point"}
 
 
+@pytest.mark.azure_storage
 def test_a_2_mb_activity_result_comes_back_intact(
     features_host: BackgroundHost, storage_connection: str
 ) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from emulator.durable._history import OrchestrationStatus
 from emulator.taskhub import InstanceUpdate, InvalidContinuationToken
-from emulator.taskhub.azure._instances import (
+from emulator.taskhub._continuation import (
     END_CONTINUATION,
     decode_continuation_token,
     encode_continuation_token,

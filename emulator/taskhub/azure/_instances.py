@@ -1,15 +1,12 @@
 """The ``{hub}Instances`` table: one row per instance (RowKey ``""``), the status the API reports.
 
-Here too are the OData of instance queries and the continuation tokens users see: the real
-provider's, base64 of the table's next keys as JSON.
+Here too is the OData of instance queries; the continuation tokens users see are the table's
+next keys (see ``emulator.taskhub._continuation``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +14,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from emulator.durable._history import OrchestrationStatus, aware
-from emulator.taskhub._interface import (
-    InstanceQuery,
-    InstanceRecord,
-    InstanceUpdate,
-    InvalidContinuationToken,
-)
+from emulator.taskhub._continuation import decode_continuation_token, encode_continuation_token
+from emulator.taskhub._interface import InstanceQuery, InstanceRecord, InstanceUpdate
 from emulator.taskhub.azure._keys import escape_partition_key, prefix_upper_bound, unescape_partition_key
 from emulator.taskhub.azure._large import LargeValues
 from emulator.taskhub.azure._table_batch import insert_entity, merge_entity
@@ -32,8 +25,6 @@ if TYPE_CHECKING:
 
 #: How many Instances rows ``written_instance`` keeps (the most recently written).
 WRITTEN_ROWS_KEPT = 1024
-#: The token of the last page: base64 of ``null``.
-END_CONTINUATION = base64.b64encode(b"null").decode("ascii")
 _MIN_TIME = datetime.min.replace(tzinfo=timezone.utc)
 _MAX_TIME = datetime.max.replace(tzinfo=timezone.utc)
 _UNFINISHED = ("Pending", "Running", "Suspended", "ContinuedAsNew")
@@ -281,45 +272,6 @@ def instance_filter(query: InstanceQuery) -> tuple[str, dict[str, Any]]:
             conditions.append("( PartitionKey ge @prefixLow and PartitionKey lt @prefixHigh )")
             parameters["prefixHigh"] = high
     return " and ".join(conditions), parameters
-
-
-def encode_continuation_token(token: dict[str, str]) -> str:
-    """The provider's opaque token: base64 of the table token's JSON."""
-    text = json.dumps(
-        {
-            "NextPartitionKey": token.get("PartitionKey"),
-            "NextRowKey": token.get("RowKey"),
-            "NextTableName": None,
-            "TargetLocation": 0,
-        },
-        separators=(",", ":"),
-    )
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def decode_continuation_token(text: str | None) -> dict[str, str] | None:
-    """The table token of a user's continuation token; None to start over."""
-    if not text:
-        return None
-    try:
-        raw = json.loads(base64.b64decode(text.strip(), validate=True).decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError):
-        raise InvalidContinuationToken(
-            "The input is not a valid Base-64 string as it contains a non-base 64 character, more than two "
-            "padding characters, or an illegal character among the padding characters.",
-            "System.FormatException",
-        ) from None
-    except ValueError as exc:
-        raise InvalidContinuationToken(
-            f"Invalid continuation token: {exc}", "Newtonsoft.Json.JsonReaderException"
-        ) from exc
-    if raw is None:
-        return None  # the "end" token starts over, as it does on the real provider
-    if not isinstance(raw, dict):
-        raise InvalidContinuationToken(
-            "Invalid continuation token.", "Newtonsoft.Json.JsonSerializationException"
-        )
-    return {"PartitionKey": raw.get("NextPartitionKey") or "", "RowKey": raw.get("NextRowKey") or ""}
 
 
 def _text_or_none(value: Any) -> str | None:

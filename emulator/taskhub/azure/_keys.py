@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from emulator.taskhub._partitioning import fnv1a_32
+
+__all__ = ["escape_partition_key", "fnv1a_32", "prefix_upper_bound", "unescape_partition_key"]
+
 _UNESCAPED = {"^": "^", "0": "/", "1": "\\", "2": "#", "3": "?"}
-
-
-def fnv1a_32(text: str) -> int:
-    value = 2166136261
-    for byte in text.encode("utf-8"):
-        value ^= byte
-        value = (value * 16777619) & 0xFFFFFFFF
-    return value
 
 
 def escape_partition_key(instance_id: str) -> str:

@@ -25,6 +25,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from emulator.durable import _history as h
 from emulator.durable._history import HistoryEvent
 from emulator.host._azurite import client_options
+from emulator.taskhub._continuation import END_CONTINUATION
 from emulator.taskhub._interface import (
     ControlMessage,
     InstanceQuery,
@@ -37,7 +38,7 @@ from emulator.taskhub._interface import (
 )
 from emulator.taskhub.azure import _errors
 from emulator.taskhub.azure._history import HistoryTable
-from emulator.taskhub.azure._instances import END_CONTINUATION, InstancesTable
+from emulator.taskhub.azure._instances import InstancesTable
 from emulator.taskhub.azure._keys import escape_partition_key, fnv1a_32
 from emulator.taskhub.azure._large import LargeValues
 from emulator.taskhub.azure._partitions import PartitionsTable
