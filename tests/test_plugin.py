@@ -49,9 +49,20 @@ def test_the_entry_point_registers_fixtures_options_and_marker(pytester: pytest.
     ):
         assert re.search(rf"^{fixture}( \[session scope\])? -- ", fixtures, re.MULTILINE), fixture
     markers = pytester.runpytest("--markers").stdout.str()
-    assert "@pytest.mark.durable_host(script_root=None, subprocess=False" in markers
+    assert (
+        "@pytest.mark.durable_host(script_root=None, subprocess=False, task_hub=None, storage=None" in markers
+    )
     options = pytester.runpytest("--help").stdout.str()
-    assert "durable_script_root" in options and "durable_subprocess" in options
+    for option in (
+        "durable_script_root",
+        "durable_subprocess",
+        "durable_task_hub",
+        "durable_connection",
+        "durable_session_task_hubs",
+        "--task-hub={azure,memory}",
+        "--durable-connection=CONNECTION_STRING_OR_SETTING",
+    ):
+        assert option in options, option
 
 
 def test_a_user_project_needs_nothing_but_the_installed_package(
