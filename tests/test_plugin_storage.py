@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +178,8 @@ def test_the_plugin_uses_storage_of_your_own_and_the_marker_picks_memory_per_tes
 ISOLATED_TEST = """
 import json
 import os
+import sys
+import textwrap
 import time
 
 def test_a_timer(durable_host):
@@ -259,3 +263,42 @@ def _instance_in(connection: str, hub: str, instance_id: str) -> bool:
             await task_hub.close()
 
     return asyncio.run(read())
+
+
+# -- breakpoint() ---------------------------------------------------------------------------------
+
+
+def test_breakpoint_in_an_activity_stops_an_in_process_host_under_pytest(pytester: pytest.Pytester) -> None:
+    """pytest suspends its capture while pdb's prompt is open: no ``-s`` needed."""
+    _user_project(pytester, "durable_task_hub = memory\n")
+    pytester.makepyfile(
+        test_debug="""
+        def test_stops(durable_host):
+            assert durable_host.run_orchestration("Debugged", "x").output == "seen x"
+        """
+    )
+    app = pytester.path / "function_app.py"
+    app.write_text(
+        app.read_text()
+        + textwrap.dedent(
+            """
+
+            @app.activity_trigger(input_name="name")
+            def Inspect(name: str) -> str:
+                breakpoint()
+                return f"seen {name}"
+
+
+            @app.orchestration_trigger(context_name="context")
+            def Debugged(context):
+                return (yield context.call_activity("Inspect", context.get_input()))
+            """
+        )
+    )
+    result = pytester.run(
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", stdin=b"p 'at ' + name\nc\n", timeout=120
+    )
+    result.assert_outcomes(passed=1)
+    output = result.stdout.str()
+    assert "PDB set_trace (IO-capturing turned off)" in output, output
+    assert "(Pdb) 'at x'" in output
