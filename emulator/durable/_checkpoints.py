@@ -1,5 +1,5 @@
-"""An orchestration episode's history rows: appended under the sentinel ETag (invariant 1), or
-held in memory for a few milliseconds to go out with the next episode's (``Unflushed``).
+"""An orchestration episode's history rows: appended under the sentinel ETag (docs/durability.md
+invariant 1), or held in memory for a few milliseconds to go out with the next episode's (``Unflushed``).
 """
 
 from __future__ import annotations

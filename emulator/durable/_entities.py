@@ -11,7 +11,7 @@ follows the same checkpoint order as an orchestration episode:
 3. delete the consumed messages.
 
 The state row also records what it has applied, so every operation is applied exactly once and
-no signal is lost (durability invariants 3 and 6):
+no signal is lost (docs/durability.md invariants 3 and 6):
 
 * the request ids of the last batch: a redelivered message (its host died before deleting it)
   can only belong to that batch;

@@ -20,7 +20,7 @@ class Unflushed:
 
     Only an episode that consumed durable inputs alone (a queue message or a Pending row) and
     only scheduled activities waits like this: a crash before its rows are written replays
-    the very same episode from those inputs (durability invariant 2), and its activities,
+    the very same episode from those inputs (docs/durability.md invariant 2), and its activities,
     already started, then run at most twice. Their results, arriving within a few
     milliseconds, are recorded in the same transaction, which saves one history write (and
     one Instances-row write) on the path of every short orchestration. Until then its

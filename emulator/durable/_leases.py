@@ -3,7 +3,7 @@
 Messages are sent or received with a visibility timeout (the lease). While a message is held
 (waiting for its episode, its timer, or its activities to finish) the lease is renewed well
 before it runs out; if the host dies the renewals stop and the message reappears for another
-receiver, which is how work survives a crash (durability invariants 3 and 4).
+receiver, which is how work survives a crash (docs/durability.md invariants 3 and 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Which incoming events an episode applies, which wait and which are dropped (invariant 6).
+"""Which incoming events an episode applies, which wait and which are dropped (duplicates are
+recognised: docs/durability.md invariant 6).
 
 The logic of DTFx ``ReconcileMessagesWithState``, as a pure function: a history (and what is
 known of it, :class:`HistoryIndex`) and a batch of events in, a :class:`Reconciled` out. Nothing

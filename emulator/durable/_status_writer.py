@@ -1,7 +1,7 @@
 """Instances-row updates and message deletes behind an orchestration's checkpoints.
 
-The history is the checkpoint; the Instances row follows it (invariant 5: the API reports only
-what is stored) and the consumed messages are deleted after that (invariant 3). Neither holds
+The history is the checkpoint (docs/durability.md); the Instances row follows it (invariant 5: the
+API reports only what is stored) and the consumed messages are deleted after that (invariant 3). Neither holds
 up the next episode: they are written in episode order behind it, close updates folded into
 one write (a chain then writes its row a few times a second), a runtime status change at once.
 """
