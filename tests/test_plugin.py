@@ -254,6 +254,7 @@ def test_time_moves_only_when_told(durable_host: DurableHost) -> None:
     assert _gaps(status.output["seen"])[0] >= 600
 
 
+@pytest.mark.azure_storage
 def test_time_control_needs_an_in_process_host(durable_host_factory: DurableHostFactory) -> None:
     host = durable_host_factory(PLUGIN_APP, subprocess=True)
     with pytest.raises(RuntimeError, match="in-process"):
@@ -270,6 +271,7 @@ def test_time_control_needs_an_in_process_host(durable_host_factory: DurableHost
 SLOW_HELLO = {"HELLO_DELAY_SECONDS": "1.5"}
 
 
+@pytest.mark.azure_storage
 def test_a_host_killed_by_the_crash_switch_finishes_after_a_restart(
     durable_host_factory: DurableHostFactory,
 ) -> None:
@@ -281,6 +283,7 @@ def test_a_host_killed_by_the_crash_switch_finishes_after_a_restart(
     assert host.wait_for(instance_id).output == ["Hello a", "Hello b"]
 
 
+@pytest.mark.azure_storage
 def test_kill_when_stops_the_host_at_a_chosen_point_of_an_instance(
     durable_host_factory: DurableHostFactory,
 ) -> None:
@@ -307,6 +310,7 @@ def test_factory_hosts_get_fresh_task_hubs_and_stop_with_the_test(durable_hosts:
     assert not any(host.alive for host in (first, second, named))
 
 
+@pytest.mark.azure_storage
 @pytest.mark.durable_host(str(PLUGIN_APP), subprocess=True)
 def test_the_marker_can_ask_for_a_subprocess_host(durable_host: DurableHost) -> None:
     assert durable_host.process is not None and durable_host.background is None
