@@ -57,6 +57,8 @@ _DURABLE_ALIAS_KEYS = {
 _FUNCTION_NAME_RE = re.compile(r"[a-z][a-z0-9_\-]{0,127}", re.IGNORECASE)
 
 _EMULATOR_DIR = Path(__file__).resolve().parents[1]
+#: How a load error ends at the start (``--watch`` says instead that the next save is tried).
+FIX_AND_START_AGAIN = " Fix the error and start again."
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ def _module_name_for(script: Path) -> str:
     return f"{name}_{digest}"
 
 
-def _is_user_frame(filename: str, root: Path) -> bool:
+def is_app_file(filename: str, root: Path) -> bool:
+    """True for a file of the app at ``root``: neither the emulator's nor an installed package's."""
     try:
         path = Path(filename).resolve()
     except (OSError, ValueError):
@@ -183,9 +186,9 @@ def _is_user_frame(filename: str, root: Path) -> bool:
 
 def _user_location(exc: BaseException, root: Path) -> str | None:
     """file:line of the innermost frame that belongs to the app, for a one-line error."""
-    if isinstance(exc, SyntaxError) and exc.filename and _is_user_frame(exc.filename, root):
+    if isinstance(exc, SyntaxError) and exc.filename and is_app_file(exc.filename, root):
         return f"{exc.filename}:{exc.lineno}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_frame(f.filename, root)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_app_file(f.filename, root)]
     if not frames:
         return None
     return f"{frames[-1].filename}:{frames[-1].lineno}"
@@ -224,7 +227,7 @@ def _import_error_message(root: Path, script: Path, exc: BaseException) -> str:
             f"real host, the emulator does not install requirements.txt for you."
         )
     else:
-        message += " Fix the error and start again."
+        message += FIX_AND_START_AGAIN
     return message
 
 

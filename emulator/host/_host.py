@@ -78,6 +78,8 @@ class EmulatorHost:
         self.invocations = InvocationLog()
         self.settings: AppSettings | None = None
         self.index: AppIndex | None = None
+        #: The Values of local.settings.json that :meth:`load` put into the environment.
+        self.exported_settings: tuple[str, ...] = ()
         self.storage: TaskHub | None = None
         self.client: DurableClientService | None = None
         #: Whether the task hub's storage answers (None until the back end starts).
@@ -108,7 +110,9 @@ class EmulatorHost:
     def load(self) -> AppIndex:
         """Read settings and index the app (raises AppLoadError with a readable message)."""
         settings = load_settings(self.options.script_root)
-        for name in settings.apply_to_environment():
+        skipped = settings.apply_to_environment()
+        self.exported_settings = tuple(name for name in settings.values if name and name not in skipped)
+        for name in skipped:
             logger.info(
                 "Skipping '%s' from local settings as it's already defined in current environment variables.",
                 name,
@@ -119,7 +123,8 @@ class EmulatorHost:
         self.index = load_app(self.options.script_root)
         return self.index
 
-    async def start(self) -> None:
+    async def start(self, announce: bool = True) -> None:
+        """Start every stage; ``announce``: log that the host started (a reload logs its own line)."""
         if self.index is None:
             self.load()
         assert self.settings is not None and self.index is not None
@@ -136,11 +141,12 @@ class EmulatorHost:
             raise
         ready.set_result(None)
         assert self.storage is not None
-        logger.info(
-            "Host started: task hub '%s' with %d partitions",
-            self.storage.name,
-            self.storage.partition_count,
-        )
+        if announce:
+            logger.info(
+                "Host started: task hub '%s' with %d partitions",
+                self.storage.name,
+                self.storage.partition_count,
+            )
 
     async def _until_ready(self) -> None:
         if self._ready is not None and not self._ready.done():

@@ -31,6 +31,7 @@ class SubprocessHost:
         enforce_auth: bool = False,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        watch: bool = False,
     ) -> None:
         self.script_root = Path(script_root)
         self.port = port or free_port()
@@ -40,6 +41,8 @@ class SubprocessHost:
         self.enforce_auth = enforce_auth
         self.extra_env = dict(env or {})
         self.log_path = log_path
+        #: ``start --watch``: the host reloads the app when its files change.
+        self.watch = watch
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,6 +67,8 @@ class SubprocessHost:
             command += ["--lease-seconds", str(self.lease_seconds)]
         if self.enforce_auth:
             command.append("--enforce-auth")
+        if self.watch:
+            command.append("--watch")
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

@@ -24,6 +24,7 @@ from emulator.app._settings import AppLoadError
 from emulator.durable._worker import close_client_sessions
 from emulator.host._azurite import AzuriteNotInstalledError, StorageConnection, connect_storage
 from emulator.host._host import EmulatorHost, HostOptions
+from emulator.host._reload import HostReloader
 from emulator.host._stopping import (
     OVERDUE_SECONDS,
     STOP_GRACE_ENV_VAR,
@@ -150,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"listen for a debugger (VS Code's attach, through debugpy) on 127.0.0.1:PORT "
         f"(default: {DEFAULT_DEBUG_PORT}); needs the [debug] extra",
     )
+    start.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the app when its Python files, host.json, local.settings.json or a function.json "
+        "change; the task hub, Azurite and the instances stay, and instances go on on the new code",
+    )
     _add_browser_options(start)
     _durable_cli.add_parser(commands)
     # -- replay: offline replay of saved histories (emulator/tools/_replay_cli.py) --
@@ -185,7 +192,9 @@ def _add_browser_options(start: argparse.ArgumentParser) -> None:
     )
 
 
-async def _serve(options: HostOptions, host: EmulatorHost, clean_up: Callable[[], None]) -> None:
+async def _serve(
+    options: HostOptions, host: EmulatorHost, clean_up: Callable[[], None], watch: bool = False
+) -> None:
     try:
         await host.start()
     except BaseException:
@@ -207,12 +216,20 @@ async def _serve(options: HostOptions, host: EmulatorHost, clean_up: Callable[[]
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    reloader = HostReloader(host)
+    watching = asyncio.create_task(reloader.watch(stop)) if watch else None
+    if watch:
+        logger.info("Watching %s: a saved change reloads the app.", options.script_root)
     try:
         await stop.wait()
     finally:
         logger.info("Stopping the host...")
         exit_when_overdue(options.stop_grace_seconds + OVERDUE_SECONDS, clean_up)
-        await host.stop()
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        await reloader.stop()
         await close_client_sessions()
 
 
@@ -261,7 +278,7 @@ def start(args: argparse.Namespace) -> int:
             host.settings.storage_connection_string(), script_root / "__azurite__", search_roots=[script_root]
         )
         options.connection_string = storage.connection_string
-        asyncio.run(_serve(options, host, clean_up))
+        asyncio.run(_serve(options, host, clean_up, watch=args.watch))
     except (AppLoadError, AzuriteNotInstalledError, DebuggerUnavailableError) as exc:
         logger.error("%s", exc)
         return 1
