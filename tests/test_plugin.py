@@ -49,9 +49,20 @@ def test_the_entry_point_registers_fixtures_options_and_marker(pytester: pytest.
     ):
         assert re.search(rf"^{fixture}( \[session scope\])? -- ", fixtures, re.MULTILINE), fixture
     markers = pytester.runpytest("--markers").stdout.str()
-    assert "@pytest.mark.durable_host(script_root=None, subprocess=False" in markers
+    assert (
+        "@pytest.mark.durable_host(script_root=None, subprocess=False, task_hub=None, storage=None" in markers
+    )
     options = pytester.runpytest("--help").stdout.str()
-    assert "durable_script_root" in options and "durable_subprocess" in options
+    for option in (
+        "durable_script_root",
+        "durable_subprocess",
+        "durable_task_hub",
+        "durable_connection",
+        "durable_session_task_hubs",
+        "--task-hub={azure,memory}",
+        "--durable-connection=CONNECTION_STRING_OR_SETTING",
+    ):
+        assert option in options, option
 
 
 def test_a_user_project_needs_nothing_but_the_installed_package(
@@ -243,6 +254,7 @@ def test_time_moves_only_when_told(durable_host: DurableHost) -> None:
     assert _gaps(status.output["seen"])[0] >= 600
 
 
+@pytest.mark.azure_storage
 def test_time_control_needs_an_in_process_host(durable_host_factory: DurableHostFactory) -> None:
     host = durable_host_factory(PLUGIN_APP, subprocess=True)
     with pytest.raises(RuntimeError, match="in-process"):
@@ -259,6 +271,7 @@ def test_time_control_needs_an_in_process_host(durable_host_factory: DurableHost
 SLOW_HELLO = {"HELLO_DELAY_SECONDS": "1.5"}
 
 
+@pytest.mark.azure_storage
 def test_a_host_killed_by_the_crash_switch_finishes_after_a_restart(
     durable_host_factory: DurableHostFactory,
 ) -> None:
@@ -270,6 +283,7 @@ def test_a_host_killed_by_the_crash_switch_finishes_after_a_restart(
     assert host.wait_for(instance_id).output == ["Hello a", "Hello b"]
 
 
+@pytest.mark.azure_storage
 def test_kill_when_stops_the_host_at_a_chosen_point_of_an_instance(
     durable_host_factory: DurableHostFactory,
 ) -> None:
@@ -296,6 +310,7 @@ def test_factory_hosts_get_fresh_task_hubs_and_stop_with_the_test(durable_hosts:
     assert not any(host.alive for host in (first, second, named))
 
 
+@pytest.mark.azure_storage
 @pytest.mark.durable_host(str(PLUGIN_APP), subprocess=True)
 def test_the_marker_can_ask_for_a_subprocess_host(durable_host: DurableHost) -> None:
     assert durable_host.process is not None and durable_host.background is None

@@ -44,6 +44,8 @@ HUB_OVERRIDE = "AzureFunctionsJobHost__extensions__durableTask__hubName"
 SUBPROCESS_LEASE_SECONDS = 3.0
 FINISHED = frozenset({"Completed", "Failed", "Terminated", "Canceled"})
 _POLL_SECONDS = 0.02
+#: Where a host's task hub can live: Azure Storage (Azurite or an account) or this process's memory.
+STORAGE_KINDS = ("azure", "memory")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class HostConfig:
     subprocess: bool = False
     #: None: the app's own task hub (host.json).
     task_hub: str | None = None
+    #: Where the task hub lives: "azure" or "memory"; None: the session's storage.
+    storage: str | None = None
     #: Message lease; None: host.json's for in-process hosts, SUBPROCESS_LEASE_SECONDS for subprocesses.
     lease_seconds: float | None = None
     #: The crash switch (``point[:n]``, see emulator/durable/_crash.py); subprocess hosts only.
@@ -65,6 +69,8 @@ class HostConfig:
     def __post_init__(self) -> None:
         if not self.subprocess and (self.crash_at or self.env):
             raise ValueError("crash_at= and env= need a subprocess host (subprocess=True)")
+        if self.storage not in (None, *STORAGE_KINDS):
+            raise ValueError(f"storage={self.storage!r}: choose one of {', '.join(STORAGE_KINDS)}")
 
 
 class DurableHost:

@@ -30,3 +30,9 @@ def memory_task_hub(name: str, partition_count: int = 4) -> InMemoryTaskHub:
         if hub is None:
             hub = _hubs[name.lower()] = InMemoryTaskHub(name, partition_count)
         return hub
+
+
+def forget_memory_task_hub(name: str) -> None:
+    """Drop the process's in-memory task hub of that name (what deleting a hub in storage does)."""
+    with _lock:
+        _hubs.pop(name.lower(), None)

@@ -136,7 +136,8 @@ class AzureTaskHub(TaskHub):
 
     async def delete(self) -> None:
         """Delete the hub's tables, queues and containers (the provider's ``DeleteAsync``)."""
-        for table in (self.history_table_name, self.instances_table_name):
+        # The Partitions table too, as the table partition manager's DeleteLeases does.
+        for table in (self.history_table_name, self.instances_table_name, self.partitions_table_name):
             with contextlib.suppress(ResourceNotFoundError):
                 await self._tables.delete_table(table)
         for queue in [*self.control_queue_names, self.work_item_queue_name]:
