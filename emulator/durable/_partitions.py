@@ -75,16 +75,19 @@ class PartitionManager:
     async def release(self) -> None:
         """Give every owned partition back at once (a host that stops cleanly does)."""
         owned, self.owned = set(self.owned), set()
+        if not owned:
+            return
+        try:
+            leases = await self._task_hub.read_partition_leases()  # one read for all of them
+        except Exception:
+            return  # they expire instead
 
-        async def release_one(partition: int) -> None:
+        async def release_one(lease: PartitionLease) -> None:
             with contextlib.suppress(Exception):
-                lease = next(
-                    x for x in await self._task_hub.read_partition_leases() if x.partition == partition
-                )
-                if lease.owner == self.owner:
-                    await self._write(lease, owner=None, expires_at=h.utcnow())
+                await self._write(lease, owner=None, expires_at=h.utcnow())
 
-        await asyncio.gather(*(release_one(partition) for partition in owned))
+        mine = [x for x in leases if x.partition in owned and x.owner == self.owner]
+        await asyncio.gather(*(release_one(lease) for lease in mine))
 
     async def _ensure_rows(self) -> None:
         for partition in range(len(self._names)):
