@@ -110,6 +110,39 @@ class Report:
         )
         return seconds
 
+    def _big_fanout_rows(self, reference: int) -> None:
+        """The big fan-out against the ``reference`` fan-out of the same run, if it was measured."""
+        r, count = self.results, self.sizes.fanout_big
+        key = f"emulator/fanout/{count}"
+        t_ref = r.seconds(f"emulator/fanout/{reference}")
+        # 11x for 100,000 against 10,000: 10 % over linear (a smaller size scales the allowance).
+        allowed = 1.1 * count / reference
+        peak = r.peak(key)
+
+        def ok(t: float) -> bool:
+            return (t_ref is None or t <= allowed * t_ref) and (peak is None or peak < 400)
+
+        seconds = self._timed_row(
+            key,
+            f"fan-out/fan-in {count:,}",
+            "fanout",
+            count,
+            f"<= {allowed:g}x the {reference:,} time, peak < 400 MB",
+            ok,
+            "" if t_ref is not None else f"{reference:,} not measured in this run: time not judged",
+        )
+        if seconds and t_ref:
+            ratio = seconds / t_ref
+            limit = 1.2 * count / reference
+            self.rows.append(
+                Row(
+                    f"  linearity fan-out {count:,} / {reference:,}",
+                    f"{ratio:.1f}x",
+                    target=f"<= {limit:g}x",
+                    met=_verdict(ratio <= limit, self.quick),
+                )
+            )
+
     def build(self) -> list[Row]:
         r, s = self.results, self.sizes
         small, big = s.fanout
@@ -143,6 +176,7 @@ class Report:
                     met=_verdict(ratio <= limit, self.quick),
                 )
             )
+        self._big_fanout_rows(big)
         chain_times: dict[int, float] = {}
         longest = max(s.chain)
         for count in s.chain:

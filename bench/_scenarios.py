@@ -47,6 +47,8 @@ class Sizes:
     """How big each scenario is: the issue's sizes, or small ones for a smoke run."""
 
     fanout: tuple[int, int]
+    #: The big fan-out, measured against the larger of ``fanout`` (``fanout-100k``).
+    fanout_big: int
     chain: tuple[int, ...]
     latency_runs: int
     cold_starts: int
@@ -61,13 +63,14 @@ class Sizes:
     def full(cls) -> Sizes:
         return cls(
             fanout=(1000, 10000),
+            fanout_big=100000,
             chain=(100, 500, 1000),
             latency_runs=200,
             cold_starts=5,
             orders=500,
             peers=1000,
             replay=1000,
-            sweep=(100, 500, 1000, 2000, 5000, 10000),
+            sweep=(100, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000),
             profile_fanout=1000,
             profile_chain=200,
         )
@@ -76,6 +79,7 @@ class Sizes:
     def quick(cls) -> Sizes:
         return cls(
             fanout=(100, 1000),
+            fanout_big=20000,
             chain=(10, 50, 100),
             latency_runs=30,
             cold_starts=2,
@@ -244,6 +248,17 @@ def scenario_fanout(ctx: Context) -> None:
             f"fan-out {count:,}",
             functools.partial(_emulator_measurement, ctx, "fanout", count),
         )
+
+
+def scenario_fanout_big(ctx: Context) -> None:
+    """The 100,000-way fan-out (quick: 20,000): minutes of work, so a scenario of its own."""
+    count = ctx.sizes.fanout_big
+    _record(
+        ctx,
+        f"emulator/fanout/{count}",
+        f"fan-out {count:,}",
+        functools.partial(_emulator_measurement, ctx, "fanout", count),
+    )
 
 
 def scenario_chain(ctx: Context) -> None:
@@ -497,6 +512,7 @@ def scenario_profile(ctx: Context) -> None:
 
 SCENARIOS: dict[str, Callable[[Context], None]] = {
     "fanout": scenario_fanout,
+    "fanout-100k": scenario_fanout_big,
     "chain": scenario_chain,
     "latency": scenario_latency,
     "cold-start": scenario_cold_start,
