@@ -14,6 +14,7 @@ Activities run on the host that owns their instance's partition. They run in par
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from emulator.app._app_index import AppIndex
@@ -49,11 +50,17 @@ class ActivityDispatcher:
         self._hub_name = hub_name
         self._index = index
         self._invocations = invocations
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max(1, max_concurrent)
+        #: Work items waiting for a runner, in the order they were handed over.
+        self._waiting: collections.deque[WorkItem] = collections.deque()
         # Synchronous activities share a thread pool as big as the Python worker's
         # (PYTHON_THREADPOOL_THREAD_COUNT): more threads only fight over the GIL with the loop.
         self._threads = WorkerThreads(min(max_concurrent, worker_thread_count()), "activity")
+        #: The runners: at most ``max_concurrent`` tasks, each running waiting items one by one
+        #: (a task per item would hold a coroutine and a task for each of a big fan-out's items).
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Runners that have not returned (a returned one may still be in ``_tasks`` a moment).
+        self._runners = 0
         #: The input and output bindings of activities that have more than their trigger.
         self._bindings = bindings
         #: Receives each finished work item with its TaskCompleted or TaskFailed event.
@@ -61,17 +68,20 @@ class ActivityDispatcher:
 
     def dispatch(self, items: list[WorkItem]) -> None:
         """Run these work items; each result goes to ``results`` as soon as it is known."""
+        self._waiting.extend(items)
         loop = asyncio.get_running_loop()
-        for item in items:
-            task = loop.create_task(self._run_item(item))
+        for _ in range(min(self._max_concurrent - self._runners, len(self._waiting))):
+            self._runners += 1
+            task = loop.create_task(self._runner())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self._waiting)
 
     async def close(self) -> None:
+        self._waiting.clear()
         for task in list(self._tasks):
             task.cancel()
         try:
@@ -79,29 +89,41 @@ class ActivityDispatcher:
         finally:
             self._threads.shutdown()  # even when the stop's grace period cuts the wait short
 
+    async def _runner(self) -> None:
+        try:
+            while self._waiting:
+                item = self._waiting.popleft()
+                try:
+                    await self._run_item(item)
+                except Exception:
+                    # Its TaskScheduled row stays without a result: the next load of the history
+                    # dispatches it again (invariant 4). The other items still run.
+                    logger.exception("Activity '%s' of '%s' could not be run", item.name, item.instance_id)
+        finally:
+            self._runners -= 1
+
     async def _run_item(self, item: WorkItem) -> None:
         function = self._index.activity(item.name)
-        async with self._slots:
-            if item.name == HTTP_ACTIVITY and item.http_request is not None:
-                outcome = await self._run_http(item)
-            elif function is None:
-                outcome = ActivityOutcome(
-                    failure_reason=f"Activity function '{item.name}' does not exist.", failure_details=None
+        if item.name == HTTP_ACTIVITY and item.http_request is not None:
+            outcome = await self._run_http(item)
+        elif function is None:
+            outcome = ActivityOutcome(
+                failure_reason=f"Activity function '{item.name}' does not exist.", failure_details=None
+            )
+        else:
+            with self._invocations.invoke(
+                function.name, reason="(null)", instance_id=item.instance_id
+            ) as record:
+                outcome = await run_activity(
+                    function,
+                    item.input,
+                    self._threads,
+                    bindings=self._bindings,
+                    instance_id=item.instance_id,
                 )
-            else:
-                with self._invocations.invoke(
-                    function.name, reason="(null)", instance_id=item.instance_id
-                ) as record:
-                    outcome = await run_activity(
-                        function,
-                        item.input,
-                        self._threads,
-                        bindings=self._bindings,
-                        instance_id=item.instance_id,
-                    )
-                    if outcome.failed:
-                        record.succeeded = False
-                        record.error = outcome.failure_reason
+                if outcome.failed:
+                    record.succeeded = False
+                    record.error = outcome.failure_reason
         crash_point("activity-after-run")
         now = self._clock.now()
         if outcome.failed:
