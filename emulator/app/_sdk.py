@@ -14,8 +14,11 @@ host without orchestrations need not pay.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from azure.functions import _abc as functions_abc
@@ -28,9 +31,52 @@ TraceContextBase = functions_abc.TraceContext
 RetryContextBase = functions_abc.RetryContext
 
 
+#: The history's timestamps (``_history.format_timestamp``, the SDK's and .NET's forms).
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,7}))?Z")
+#: dateutil's answer for each whole second seen, to which only the microseconds are added.
+_SECONDS: dict[str, datetime] = {}
+_MAX_SECONDS = 4096
+
+
+def _cached_parser(dt_parse: Callable[[str], datetime]) -> Callable[[str], datetime]:
+    """``dateutil.parser.parse`` for the SDK's history events, with the same answers, cheaper.
+
+    The SDK parses every event's ``Timestamp`` with dateutil, a quarter of the host's CPU in a
+    big fan-out (hundreds of thousands of events). Its events share few distinct seconds:
+    each second is parsed by dateutil once (its time zone object included) and the fraction added
+    as dateutil adds it (six digits, truncated). Any other text goes to dateutil itself.
+    """
+
+    def parse(text: Any, *args: Any, **kwargs: Any) -> datetime:
+        match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) and not (args or kwargs) else None
+        if match is None:
+            return dt_parse(text, *args, **kwargs)
+        whole, fraction = match.groups()
+        moment = _SECONDS.get(whole)
+        if moment is None:
+            if len(_SECONDS) >= _MAX_SECONDS:
+                _SECONDS.clear()
+            moment = _SECONDS[whole] = dt_parse(whole + "Z")
+        return moment.replace(microsecond=int(fraction.ljust(6, "0")[:6])) if fraction else moment
+
+    parse.original = dt_parse  # type: ignore[attr-defined]
+    return parse
+
+
+def use_timestamp_cache() -> None:
+    """Make the SDK's ``HistoryEvent`` parse timestamps through ``_cached_parser`` (once)."""
+    # The module, not the class of the same name its package exports.
+    module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
+    parser = getattr(module, "dt_parse")  # noqa: B009 (the SDK's private name, untyped)
+    if not hasattr(parser, "original"):
+        setattr(module, "dt_parse", _cached_parser(parser))  # noqa: B010
+
+
 def new_executor() -> Any:
     """The SDK's orchestration executor, which an orchestrator session keeps between episodes."""
     from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+    use_timestamp_cache()
 
     return TaskOrchestrationExecutor()
 
@@ -39,6 +85,7 @@ def orchestration_context(payload: str, input_type: Any) -> Any:
     """The SDK's context for an orchestration trigger payload, as ``Orchestrator.handle`` makes it."""
     from azure.durable_functions.models.DurableOrchestrationContext import DurableOrchestrationContext
 
+    use_timestamp_cache()
     context = DurableOrchestrationContext.from_json(payload)
     context._input_expected_type = input_type
     return context

@@ -53,6 +53,7 @@ def orchestration_payload(
 
 def run_orchestrator(handle: Callable[[Any], Any], payload: str) -> OrchestratorState:
     """Run one replay through the orchestrator's ``handle``; user exceptions become ``state.error``."""
+    sdk.use_timestamp_cache()
     context = OrchestrationTriggerConverter.decode(meta.Datum(payload, "string"), trigger_metadata=None)
     try:
         result = handle(context)
