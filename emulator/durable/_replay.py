@@ -18,21 +18,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from emulator.durable import _history as h
+from emulator.durable._action_types import (
+    CALL_ACTIVITY,
+    CALL_ACTIVITY_WITH_RETRY,
+    CALL_ENTITY,
+    CALL_HTTP,
+    CALL_SUB_ORCHESTRATOR,
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY,
+    CONTINUE_AS_NEW,
+    CREATE_TIMER,
+    SIGNAL_ENTITY,
+    WAIT_FOR_EXTERNAL_EVENT,
+    WHEN_ALL,
+    WHEN_ANY,
+)
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
-
-# Action types (azure/durable_functions/models/actions/ActionType.py).
-CALL_ACTIVITY = 0
-CALL_ACTIVITY_WITH_RETRY = 1
-CALL_SUB_ORCHESTRATOR = 2
-CALL_SUB_ORCHESTRATOR_WITH_RETRY = 3
-CONTINUE_AS_NEW = 4
-CREATE_TIMER = 5
-WAIT_FOR_EXTERNAL_EVENT = 6
-CALL_ENTITY = 7
-CALL_HTTP = 8
-SIGNAL_ENTITY = 9
-WHEN_ANY = 11
-WHEN_ALL = 12
+from emulator.durable._walk_memo import HistoryIndex, OpenCompound, WalkMemo, memoisable, plain_compound
 
 #: The built-in activity the host runs for ``call_http``.
 HTTP_ACTIVITY = "BuiltIn::HttpActivity"
@@ -58,13 +59,21 @@ class KnownFunctions:
     #: Extra lower-cased names that also resolve (the SDK may send a Python ``__name__``).
     aliases: frozenset[str] = frozenset()
 
+    #: The lower-cased names that resolve, made once: a fan-out's walk asks for every activity.
+    _activity_names: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _orchestrator_names: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lowered = frozenset(n.lower() for n in self.activities) | self.aliases
+        object.__setattr__(self, "_activity_names", lowered)
+        lowered = frozenset(n.lower() for n in self.orchestrators) | self.aliases
+        object.__setattr__(self, "_orchestrator_names", lowered)
+
     def has_activity(self, name: str) -> bool:
-        lowered = name.lower()
-        return lowered in {n.lower() for n in self.activities} or lowered in self.aliases
+        return name.lower() in self._activity_names
 
     def has_orchestrator(self, name: str) -> bool:
-        lowered = name.lower()
-        return lowered in {n.lower() for n in self.orchestrators} or lowered in self.aliases
+        return name.lower() in self._orchestrator_names
 
 
 @dataclass(frozen=True)
@@ -225,82 +234,6 @@ class _Retry:
         return min(delay, self.max_interval)
 
 
-#: Actions whose outcome, once finished, no later history can change and whose issue consumes
-#: nothing but sequence ids: a finished run of them at the start of the list is memoised.
-_MEMOISABLE = frozenset(
-    {CALL_ACTIVITY, CALL_ACTIVITY_WITH_RETRY, CALL_SUB_ORCHESTRATOR, CALL_SUB_ORCHESTRATOR_WITH_RETRY}
-    | {CREATE_TIMER, CALL_HTTP, WHEN_ALL}
-)
-
-
-def _memoisable(action: dict[str, Any]) -> bool:
-    kind = int(action["actionType"])
-    if kind in (WHEN_ALL, WHEN_ANY):
-        # Memoised only once nothing in it is left open (the caller checks): a task_any whose
-        # other tasks are done or are timers it cancelled.
-        return all(_memoisable(child) for child in action.get("compoundActions") or [])
-    return kind in _MEMOISABLE
-
-
-@dataclass
-class _HistoryIndex:
-    """Decisions, completions and raised events of a history, by key."""
-
-    scheduled: dict[int, HistoryEvent] = field(default_factory=dict)
-    completed: dict[int, HistoryEvent] = field(default_factory=dict)
-    raised: dict[str, list[HistoryEvent]] = field(default_factory=dict)
-    length: int = 0
-
-    def add(self, events: Iterable[HistoryEvent]) -> None:
-        for event in events:
-            self.length += 1
-            kind = h.event_type(event)
-            if kind in h.SCHEDULING_EVENTS:
-                self.scheduled[int(event["EventId"])] = event
-            elif kind == EventType.EventRaised:
-                self.raised.setdefault(str(event.get("Name") or "").lower(), []).append(event)
-            else:
-                key = h.completion_key(event)
-                if key is not None:
-                    self.completed.setdefault(key, event)
-
-
-@dataclass
-class WalkMemo:
-    """What a live orchestration's last decision walk learned, so the next one starts later.
-
-    Between episodes of one execution the history only grows and the SDK's action list only
-    gets longer, so the history index is extended rather than rebuilt, and the leading actions
-    that had finished (all their tasks done, nothing left open) are not issued again: their
-    sequence ids are taken as a block. A long chain then costs the same per step at its end as
-    at its start. Any doubt (another execution, a shorter history, a changed action) starts over.
-    """
-
-    execution_id: str = ""
-    index: _HistoryIndex = field(default_factory=_HistoryIndex)
-    #: The leading finished actions (the very dicts of the state) and the next id after them.
-    done_actions: list[dict[str, Any]] = field(default_factory=list)
-    next_id: int = 0
-
-    def prepare(self, history: Sequence[HistoryEvent], execution_id: str) -> _HistoryIndex:
-        if execution_id != self.execution_id or len(history) < self.index.length:
-            self.execution_id, self.index = execution_id, _HistoryIndex()
-            self.done_actions, self.next_id = [], 0
-        self.index.add(history[self.index.length :])
-        return self.index
-
-    def skip(self, actions: Sequence[dict[str, Any]]) -> int:
-        """How many leading actions are known finished (0 unless they are exactly the same)."""
-        done = self.done_actions
-        # Mostly the very same dicts; a timer's is rebuilt every episode and compared by value.
-        same = len(actions) >= len(done) and all(
-            a is b or a == b for a, b in zip(actions[: len(done)], done, strict=True)
-        )
-        if not same:
-            self.done_actions, self.next_id = [], 0
-        return len(self.done_actions)
-
-
 class _Walk:
     """Issues actions in order against history, like the shim's ``ProcessAsyncActionsV2``."""
 
@@ -312,7 +245,7 @@ class _Walk:
         execution_id: str,
         schema_version: int,
         instance_id: str = "",
-        index: _HistoryIndex | None = None,
+        index: HistoryIndex | None = None,
     ) -> None:
         self.now = now
         self.instance_id = instance_id
@@ -321,7 +254,7 @@ class _Walk:
         self.schema_version = schema_version
         self.next_id = 0
         if index is None:
-            index = _HistoryIndex()
+            index = HistoryIndex()
             index.add(history)
         # The index is shared with the memo: only the raised-event queues are consumed here.
         self.scheduled = index.scheduled
@@ -551,6 +484,27 @@ class _Walk:
         return [e for events in self.raised.values() for e in events if id(e) in fresh]
 
 
+def _issue_remembered(walk: _Walk, memo: WalkMemo, action: dict[str, Any]) -> bool:
+    """``walk.issue(action)``, or what it would answer from ``memo.open`` if that is this action."""
+    remembered = memo.open
+    if remembered is not None and remembered.action is action and remembered.first_id == walk.next_id:
+        # The same fan-in as in the last walk, every task of it checked against the history
+        # then (which has only grown since): only its open tasks can have changed.
+        walk.next_id = remembered.end_id
+        walk.open_ids.update(remembered.pending)
+        if remembered.finished:
+            memo.open = None
+        return remembered.finished
+    first_id, decided = walk.next_id, len(walk.decisions.new_events)
+    finished = walk.issue(action)
+    memo.open = None
+    if not finished and len(walk.decisions.new_events) == decided and plain_compound(action):
+        pending = {i for i in range(first_id, walk.next_id) if i not in walk.completed}
+        is_any = int(action["actionType"]) == WHEN_ANY
+        memo.open = OpenCompound(action, first_id, walk.next_id, pending, is_any)
+    return finished
+
+
 def decide(
     *,
     history: Sequence[HistoryEvent],
@@ -581,9 +535,9 @@ def decide(
             raise ValueError(too_big)
         extend_memo = memo is not None
         for action in state.actions[skipped:]:
-            finished = walk.issue(action)
+            finished = walk.issue(action) if memo is None else _issue_remembered(walk, memo, action)
             if extend_memo and memo is not None:
-                if finished and not walk.open_ids and _memoisable(action):
+                if finished and not walk.open_ids and memoisable(action):
                     memo.done_actions.append(action)
                     memo.next_id = walk.next_id
                 else:
@@ -600,7 +554,7 @@ def decide(
         prefix = "Non-Deterministic workflow detected: " if isinstance(exc, NonDeterminismError) else ""
         failure = f"{prefix}{exc}"
         if memo is not None:
-            memo.done_actions, memo.next_id = [], 0
+            memo.forget()
         reached_end = True
         walk.open_ids.clear()
         walk.decisions = EpisodeDecisions()
