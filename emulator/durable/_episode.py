@@ -6,12 +6,13 @@ history replayed offline is decided exactly as the running host decides it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from emulator.durable import _history as h
 from emulator.durable._history import EventType, HistoryEvent, OrchestrationStatus
@@ -57,8 +58,45 @@ def stored_form(event: HistoryEvent) -> HistoryEvent:
     return stored
 
 
-def _started_event(events: Sequence[HistoryEvent]) -> HistoryEvent | None:
+def _started_event(events: Iterable[HistoryEvent]) -> HistoryEvent | None:
     return next((e for e in events if h.event_type(e) == EventType.ExecutionStarted), None)
+
+
+class JoinedHistory(Sequence[HistoryEvent]):
+    """``[*history, *episode_events]`` without a copy of the whole history for every episode
+    (a fan-out's history grows to hundreds of thousands of events, an episode adds a few)."""
+
+    def __init__(self, history: Sequence[HistoryEvent], episode_events: Sequence[HistoryEvent]) -> None:
+        self._head = history
+        self._tail = episode_events
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._tail)
+
+    def __iter__(self) -> Iterator[HistoryEvent]:
+        return itertools.chain(self._head, self._tail)
+
+    @overload
+    def __getitem__(self, index: int) -> HistoryEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[HistoryEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> HistoryEvent | list[HistoryEvent]:
+        split = len(self._head)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return [
+                *self._head[start : min(stop, split)],
+                *self._tail[max(start - split, 0) : max(stop - split, 0)],
+            ]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("history index out of range")
+        return self._head[index] if index < split else self._tail[index - split]
 
 
 def _ids_used(history: Sequence[HistoryEvent]) -> int:
@@ -83,7 +121,7 @@ def execute_episode(
     With ``session`` (from the previous episode's result) only the new events are fed to the
     live orchestration; ``keep_session`` asks for a session to keep for the next episode.
     """
-    started = _started_event([*history, *new_events])
+    started = _started_event(itertools.chain(history, new_events))
     if started is None:
         raise ValueError(f"Instance '{instance_id}' has no ExecutionStarted event")
     name = str(started.get("Name") or "")
@@ -115,14 +153,14 @@ def execute_episode(
         )
 
     generations: list[EpisodeDecisions] = []
-    current_history = list(history)
+    current_history: Sequence[HistoryEvent] = history
     current_new = list(new_events)
     new_generation = False
     while True:
-        started = _started_event([*current_history, *current_new])
+        started = _started_event(itertools.chain(current_history, current_new))
         assert started is not None
         episode_events = [h.orchestrator_started(now), *current_new]
-        replay_history = [*current_history, *episode_events]
+        replay_history = JoinedHistory(current_history, episode_events)
         state, decisions, session = _replay_once(
             instance_id, started, replay_history, current_new, now, orchestrator, known, session, keep_session
         )
@@ -177,7 +215,7 @@ def _execution_of(started: HistoryEvent) -> str:
 def _replay_once(
     instance_id: str,
     started: HistoryEvent,
-    replay_history: list[HistoryEvent],
+    replay_history: Sequence[HistoryEvent],
     new_events: Sequence[HistoryEvent],
     now: datetime,
     orchestrator: OrchestratorLookup,

@@ -5,6 +5,7 @@ recorded and the replay checks of ``emulator.durable._replay_check``.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -141,7 +142,7 @@ class EpisodeRunner:
 
 
 def _orchestrator_name(history: list[HistoryEvent], new_events: list[HistoryEvent]) -> str:
-    for event in [*history, *new_events]:
+    for event in itertools.chain(history, new_events):
         if h.event_type(event) == EventType.ExecutionStarted:
             return str(event.get("Name") or "")
     return ""
