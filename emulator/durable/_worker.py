@@ -131,12 +131,18 @@ class OrchestratorSession:
         timestamps is most of the SDK's replay time); nothing else is shared. ``episode_ran``:
         this session already ran the episode to replay, so its events count as replayed too
         (code that runs only when ``context.is_replaying`` is false then runs once, as on Azure).
+        This session cannot be resumed afterwards.
         """
         context = self._context
         fresh = OrchestratorSession(self._handle)
         fresh._replay_from = _ReplaySource(
             str(context.instance_id), context.parent_instance_id, list(context.histories), episode_ran
         )
+        # This session is spent: its code, tasks and actions go before the replay makes them
+        # again, so that a big fan-out does not hold both at once.
+        self._executor = self._context = self._actions = None
+        self.memo = WalkMemo()
+        self.finished = True
         return fresh
 
     @staticmethod

@@ -157,14 +157,17 @@ class HistoryTable:
         pk = escape_partition_key(instance_id)
         if committed_count == 0 and etag is not None:
             self._overwritten.add(pk)  # a new execution: the old one's rows are still there
-        rows = []
-        for offset, event in enumerate(new_events):
-            row = history_row(pk, committed_count + offset, execution_id, event)
-            await self._large.offload_columns(row, f"{pk}/history-{row['RowKey']}-{row['EventType']}")
-            rows.append(row)
-        chunks = _chunks(rows)
-        for number, chunk in enumerate(chunks):
-            last = number == len(chunks) - 1
+        size = MAX_BATCH_OPERATIONS - 1
+        # A transaction's rows are made just before it is sent: a big fan-out's first episode
+        # appends 100,000 rows, whose table entities would otherwise all be in memory at once.
+        starts = range(0, len(new_events), size) or range(1)  # no rows: the sentinel alone
+        for number, first in enumerate(starts):
+            last = number == len(starts) - 1
+            chunk = []
+            for position in range(first, min(first + size, len(new_events))):
+                row = history_row(pk, committed_count + position, execution_id, new_events[position])
+                await self._large.offload_columns(row, f"{pk}/history-{row['RowKey']}-{row['EventType']}")
+                chunk.append(row)
             sentinel: dict[str, Any] = {
                 "PartitionKey": pk,
                 "RowKey": SENTINEL_ROW_KEY,
@@ -173,7 +176,7 @@ class HistoryTable:
                 "CheckpointCompletedTimestamp": h.utcnow(),
             }
             if last:
-                sentinel["HistoryEventCount"] = committed_count + len(rows)
+                sentinel["HistoryEventCount"] = committed_count + len(new_events)
             if etag is None:
                 sentinel.setdefault("HistoryEventCount", committed_count)
                 sentinel_operation = Operation("insert", sentinel)
