@@ -8,6 +8,7 @@ run in ``emulator.functions._activity_worker``.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -23,6 +24,9 @@ from emulator.durable._history import HistoryEvent
 from emulator.durable._replay import OrchestratorState, WalkMemo
 
 _OUT_OF_PROC_MARKER = "\n\n$OutOfProcData$:"
+#: A replay from the start over a history this long first collects the session it replaces
+#: (a collection costs a fraction of such a replay; below this, the memory is not worth it).
+COLLECT_BEFORE_REPLAY = 10_000
 
 
 def orchestration_payload(
@@ -135,14 +139,19 @@ class OrchestratorSession:
         """
         context = self._context
         fresh = OrchestratorSession(self._handle)
-        fresh._replay_from = _ReplaySource(
+        source = _ReplaySource(
             str(context.instance_id), context.parent_instance_id, list(context.histories), episode_ran
         )
+        fresh._replay_from = source
         # This session is spent: its code, tasks and actions go before the replay makes them
-        # again, so that a big fan-out does not hold both at once.
+        # again, so that a big fan-out does not hold both at once. The SDK's objects refer to
+        # each other, so only a full collection frees them before the replay has run.
+        del context
         self._executor = self._context = self._actions = None
         self.memo = WalkMemo()
         self.finished = True
+        if len(source.parsed) >= COLLECT_BEFORE_REPLAY:
+            gc.collect()
         return fresh
 
     @staticmethod
