@@ -11,7 +11,7 @@ from emulator.durable._mailbox import Mailbox
 from emulator.durable._reconcile import Delivery, HistoryIndex, Incoming
 from emulator.durable._status_writer import InstanceStatus
 from emulator.durable._worker import OrchestratorSession
-from emulator.taskhub._interface import InstanceUpdate, StoredHistory
+from emulator.taskhub._interface import ControlMessage, InstanceUpdate, StoredHistory
 
 
 @dataclass
@@ -56,8 +56,23 @@ class OrchestrationInstance(Mailbox[tuple[HistoryEvent, Delivery]]):
     #: Its Instances-row writes behind the episodes (``StatusWriter``).
     status: InstanceStatus = field(init=False)
 
+    #: The one delivery its in-memory activity results come in (``results_delivery``).
+    _results: Delivery | None = field(default=None, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.status = InstanceStatus(self.instance_id)
+
+    def results_delivery(self, execution_id: str) -> Delivery:
+        """The delivery of the activity results of ``execution_id`` that exist only in memory.
+
+        They share one: there is nothing to acknowledge, and a message of its own per result
+        held a hundred megabytes while a 100,000-way fan-out's results waited for its rows.
+        """
+        results = self._results
+        if results is None or results.message.execution_id != execution_id:
+            message = ControlMessage(self.instance_id, [], execution_id)
+            results = self._results = Delivery(message, None, volatile=True)
+        return results
 
     @property
     def checkpoint_under_way(self) -> bool:

@@ -197,14 +197,13 @@ class OrchestrationDispatcher:
 
     def deliver_result(self, item: WorkItem, event: HistoryEvent) -> None:
         """Queue an activity's result (held in memory until an episode records it)."""
-        message = ControlMessage(item.instance_id, [event], item.execution_id)
         if (item.instance_id, item.execution_id) in self._purged:
-            self._drop_purged(message, None)
+            self._drop_purged(ControlMessage(item.instance_id, [event], item.execution_id), None)
             return
         instance = self._instances.get(item.instance_id)
         if instance is None:
             instance = self._instances[item.instance_id] = OrchestrationInstance(item.instance_id)
-        instance.pending.append((event, Delivery(message, None, volatile=True)))
+        instance.pending.append((event, instance.results_delivery(item.execution_id)))
         self._loop.wake(instance)
 
     def _drop_purged(self, message: ControlMessage, handle: MessageLease | None) -> None:

@@ -263,3 +263,68 @@ def test_a_replay_from_the_start_sees_the_replay_flags_of_a_full_replay() -> Non
     # Old events are replayed, the last episode's are new: code guarded by is_replaying runs once.
     assert outputs[0] == [True, True, True, False]
     assert outputs[1] == outputs[0]
+
+
+def _fan_out(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    results = yield context.task_all([context.call_activity("B", i) for i in range(int(context.get_input()))])
+    return sum(results)
+
+
+def test_a_live_fan_in_walks_its_tasks_once_not_at_every_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fan-in the walk stopped at is remembered: later episodes take only their completions."""
+    from emulator.durable import _replay
+
+    attempts: list[int] = []
+    original = _replay._Walk._attempt_activity
+
+    def counting(walk: Any, action: dict[str, Any], http: bool = False) -> Any:
+        attempts.append(walk.next_id)
+        return original(walk, action, http)
+
+    monkeypatch.setattr(_replay._Walk, "_attempt_activity", counting)
+    orchestrators = {"FanOut": df.Orchestrator.create(_fan_out)}
+    rows: dict[bool, list[list[dict[str, Any]]]] = {}
+    walked: dict[bool, int] = {}
+    count = 60
+    for sessions in (False, True):
+        attempts.clear()
+        driver = EpisodeDriver(orchestrators, ACTIVITIES, sessions=sessions)
+        driver.start("FanOut", count)
+        # Results come back out of order, a few at a time, one of them twice.
+        order = [*range(count - 1, -1, -2), *range(0, count, 2), 7]
+        for first in range(0, len(order), 7):
+            driver.run(*(driver.completed(i, i) for i in order[first : first + 7]))
+        assert driver.episodes[-1].decisions.output == str(count * (count - 1) // 2)
+        rows[sessions], walked[sessions] = _rows(driver), len(attempts)
+        if sessions:
+            assert driver.session is None  # finished
+    assert rows[True] == rows[False]
+    episodes = len(rows[True])
+    assert walked[False] == count * episodes
+    # Scheduled by the first episode, walked once more by the second, then never again.
+    assert walked[True] == 2 * count
+
+
+def test_a_session_replaced_by_a_replay_from_the_start_lets_go_of_its_orchestration() -> None:
+    driver = EpisodeDriver({"FanOut": df.Orchestrator.create(_fan_out)}, ACTIVITIES, sessions=True)
+    driver.start("FanOut", 3)
+    spent = driver.session
+    replay = spent.replayed_from_start()
+    assert spent.finished and spent._executor is None and spent._context is None and spent._actions is None
+    driver.session = replay
+    driver.run(*(driver.completed(i, i) for i in range(3)))
+    assert driver.episodes[-1].decisions.output == "3"
+
+
+def test_an_episode_history_joined_with_its_events_reads_as_one_list() -> None:
+    from emulator.durable._episode import JoinedHistory
+
+    head: list[HistoryEvent] = [{"EventId": n} for n in range(10)]
+    tail: list[HistoryEvent] = [{"EventId": n} for n in range(10, 13)]
+    joined, whole = JoinedHistory(head, tail), [*head, *tail]
+    assert len(joined) == 13 and list(joined) == whole
+    for part in (slice(None), slice(2), slice(5, 12), slice(11, None), slice(-3, None), slice(0, 13, 2)):
+        assert joined[part] == whole[part], part
+    assert [joined[i] for i in range(-13, 13)] == [whole[i] for i in range(-13, 13)]
+    with pytest.raises(IndexError):
+        joined[13]

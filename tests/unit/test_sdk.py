@@ -6,6 +6,7 @@ release that moves one of these members fails here, by name, rather than somewhe
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Generator
 from datetime import timedelta
@@ -64,3 +65,27 @@ def test_the_context_objects_implement_the_installed_base_classes() -> None:
     assert isinstance(trace, sdk.TraceContextBase) and trace.trace_parent.startswith("00-")
     assert isinstance(retry, sdk.RetryContextBase) and isinstance(retry.exception, sdk.RpcExceptionBase)
     assert isinstance(func.HttpResponse("ok"), sdk.HttpResponseBase)
+
+
+def test_the_sdk_parses_history_timestamps_as_dateutil_does_through_a_cache() -> None:
+    from azure.durable_functions.models.history.HistoryEvent import HistoryEvent as SdkEvent
+    from dateutil.parser import parse
+
+    sdk.use_timestamp_cache()
+    sdk.use_timestamp_cache()  # once only: the cache does not wrap itself
+    module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
+    assert module.dt_parse.original is parse
+    texts = [
+        "2026-12-04T21:15:54.1234567Z",
+        "2026-12-04T21:15:54.1234569Z",
+        "2026-12-04T21:15:54Z",
+        "2026-12-04T21:15:54.12Z",
+        "2026-03-29T01:59:59.9999999Z",
+        "2026-12-04T21:15:54+01:00",
+        "2026-12-04 21:15:54",
+    ]
+    for text in texts:
+        event = SdkEvent(EventType=0, EventId=-1, IsPlayed=False, Timestamp=text)
+        expected = parse(text)
+        assert event.timestamp == expected and event.timestamp.tzinfo == expected.tzinfo, text
+        assert event.timestamp.isoformat() == expected.isoformat(), text
