@@ -47,7 +47,13 @@ def _cached_parser(dt_parse: Callable[[str], datetime]) -> Callable[[str], datet
     as dateutil adds it (six digits, truncated). Any other text goes to dateutil itself.
     """
 
+    last: tuple[str, datetime] | None = None
+
     def parse(text: Any, *args: Any, **kwargs: Any) -> datetime:
+        nonlocal last
+        seen = last
+        if seen is not None and seen[0] == text and not (args or kwargs):
+            return seen[1]  # an episode's rows share one moment (a fan-out's 100,000 of them)
         match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) and not (args or kwargs) else None
         if match is None:
             return dt_parse(text, *args, **kwargs)
@@ -57,7 +63,10 @@ def _cached_parser(dt_parse: Callable[[str], datetime]) -> Callable[[str], datet
             if len(_SECONDS) >= _MAX_SECONDS:
                 _SECONDS.clear()
             moment = _SECONDS[whole] = dt_parse(whole + "Z")
-        return moment.replace(microsecond=int(fraction.ljust(6, "0")[:6])) if fraction else moment
+        if fraction:
+            moment = moment.replace(microsecond=int(fraction.ljust(6, "0")[:6]))
+        last = (text, moment)
+        return moment
 
     parse.original = dt_parse  # type: ignore[attr-defined]
     return parse

@@ -108,8 +108,16 @@ def new_execution_id() -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """.NET round-trip style with seven fractional digits, as the host serializes DateTime."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    global _last_formatted
+    last = _last_formatted
+    if last is not None and last[0] == moment:
+        return last[1]  # one text for an episode's rows: a fan-out's 100,000 share one moment
+    text = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    _last_formatted = (moment, text)
+    return text
+
+
+_last_formatted: tuple[datetime, str] | None = None
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -69,6 +69,11 @@ from emulator.taskhub._interface import (
 
 logger = logging.getLogger("emulator.orchestrations")
 
+#: Most events one episode applies. A fan-in of 100,000 results that all waited for their
+#: TaskScheduled rows then goes in episodes of this many, so that each episode's copies of its
+#: events (the rows, the SDK's events) are not all in memory at once.
+MAX_EPISODE_EVENTS = 10_000
+
 
 class OrchestrationDispatcher:
     def __init__(
@@ -292,8 +297,8 @@ class OrchestrationDispatcher:
     # -- one episode ------------------------------------------------------------------------
 
     async def _episode(self, instance: OrchestrationInstance) -> bool:
-        """Run one episode with every pending event; False when only deferred events are left."""
-        batch, instance.pending = instance.pending, []
+        """Run one episode with the pending events; False when only deferred events are left."""
+        batch, instance.pending = _take_batch(instance.pending)
         instance.in_flight = batch
         try:
             return await self._checkpoint_episode(instance, batch)
@@ -535,6 +540,17 @@ class OrchestrationDispatcher:
         if instance.unflushed is not None and self._instances.get(instance.instance_id) is instance:
             instance.unflushed.due = True
             self._loop.wake(instance)
+
+
+def _take_batch(pending: list[Incoming]) -> tuple[list[Incoming], list[Incoming]]:
+    """The events for the next episode and those left pending: up to ``MAX_EPISODE_EVENTS``,
+    unless that would part a queue message's events (it is acknowledged once they all are)."""
+    if len(pending) <= MAX_EPISODE_EVENTS:
+        return pending, []
+    taken = {id(d) for _, d in pending[:MAX_EPISODE_EVENTS] if not d.volatile}
+    if any(id(d) in taken for _, d in pending[MAX_EPISODE_EVENTS:]):
+        return pending, []
+    return pending[:MAX_EPISODE_EVENTS], pending[MAX_EPISODE_EVENTS:]
 
 
 def _work_item(instance_id: str, execution_id: str, task_id: int, scheduled: HistoryEvent) -> WorkItem:

@@ -287,3 +287,18 @@ async def test_a_failure_that_asks_for_a_backoff_waits_before_the_retry(
     await _settled(box)
     assert loop.time() - began >= 0.05
     assert worker.batches == [["a"]] and box.steps == 2
+
+
+def test_an_episode_takes_at_most_its_share_of_results_without_parting_a_message() -> None:
+    from emulator.durable._orchestrations import MAX_EPISODE_EVENTS, _take_batch
+
+    results = Delivery(ControlMessage(ID, [], EXECUTION), None, volatile=True)
+    pending = [(h.task_completed(n, "1", T0), results) for n in range(MAX_EPISODE_EVENTS + 5)]
+    batch, left = _take_batch(pending)
+    assert len(batch) == MAX_EPISODE_EVENTS and left == pending[MAX_EPISODE_EVENTS:]
+    # A queue message is acknowledged once all its events are applied: never split across episodes.
+    events = [h.event_raised("Go", None, T0) for _ in range(3)]
+    message = incoming(*events, message_id="m1")
+    parted = [*pending[: MAX_EPISODE_EVENTS - 1], *message]
+    assert _take_batch(parted) == (parted, [])
+    assert _take_batch(pending[:10]) == (pending[:10], [])
