@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import _soak
 from _common import median
 from _scenarios import PEER_LABELS, PEERS, Results, Sizes
 
@@ -140,6 +141,42 @@ class Report:
                     f"{ratio:.1f}x",
                     target=f"<= {limit:g}x",
                     met=_verdict(ratio <= limit, self.quick),
+                )
+            )
+
+    def _soak_row(self) -> None:
+        """The sustained-load verdict, then one row per minute (``_soak``)."""
+        key = f"emulator/soak/{_soak.RATE:g}"
+        target = "completions keep up, p99 steady, RSS flat within 10 %"
+        title = f"sustained {_soak.RATE:g} FanOut({_soak.WIDTH})/s, {self.sizes.soak_minutes:g} min"
+        if self._failed(key, title, target) or key not in self.results.runs:
+            return
+        run = self.results.runs[key][-1]
+        result = run.extra["soak"]
+        ok, note = _soak.verdict(result)
+        last = result["windows"][-1]
+        self.rows.append(
+            Row(
+                title,
+                f"{result['completed']:,} done",
+                fmt_rate(last["completed_per_s"] * _soak.WIDTH),
+                fmt_mb(run.peak_rss_mb),
+                self._cpu(key),
+                target,
+                _verdict(ok, self.quick),
+                note="; ".join(n for n in (note, self._load(key)) if n),
+            )
+        )
+        for w in result["windows"]:
+            cpu = f"{w['host_cpu_s'] or 0:.0f} s / {w['azurite_cpu_s'] or 0:.0f} s"
+            self.rows.append(
+                Row(
+                    f"  minute {w['minute']}: {w['instances_in_hub']:,} instances",
+                    f"p50 {w['p50_ms'] or 0:.0f} ms",
+                    fmt_rate(w["completed_per_s"] * _soak.WIDTH),
+                    fmt_mb(w["rss_mb"]),
+                    cpu,
+                    note=f"{w['completed_per_s']:.1f} completed/s, p99 {w['p99_ms'] or 0:.0f} ms",
                 )
             )
 
@@ -281,6 +318,7 @@ class Report:
                 (lambda t, n=incomplete: t < 10 and n == 0) if target else None,
                 f"{incomplete} of {orders} did not complete" if incomplete else note,
             )
+        self._soak_row()
         for system in PEERS:
             for shape in ("fanout", "chain"):
                 key = f"{system}/{shape}/{s.peers}"

@@ -21,6 +21,7 @@ import _floors
 import _hub_replay
 import _peers_env
 import _profile
+import _soak
 from _common import (
     BENCH_APP,
     REPO_ROOT,
@@ -58,6 +59,7 @@ class Sizes:
     sweep: tuple[int, ...]
     profile_fanout: int
     profile_chain: int
+    soak_minutes: float
 
     @classmethod
     def full(cls) -> Sizes:
@@ -73,6 +75,7 @@ class Sizes:
             sweep=(100, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000),
             profile_fanout=1000,
             profile_chain=200,
+            soak_minutes=2.0,
         )
 
     @classmethod
@@ -89,6 +92,7 @@ class Sizes:
             sweep=(50, 100, 200, 500),
             profile_fanout=200,
             profile_chain=50,
+            soak_minutes=0.5,
         )
 
 
@@ -472,6 +476,27 @@ def scenario_sweep(ctx: Context) -> None:
         ctx.say(f"  plot FAILED: {exc}")
 
 
+def scenario_soak(ctx: Context) -> None:
+    """``_soak.RATE`` ``FanOut(10)`` starts a second for ``Sizes.soak_minutes`` (``--soak-minutes``)."""
+    minutes = ctx.sizes.soak_minutes
+
+    def run() -> Measurement:
+        with running_host(ctx, "soak") as host:
+            asyncio.run(_orchestrate(host, "Single", None, 60))  # warm-up
+            result = asyncio.run(
+                _soak.drive(host.base_url, host.pid, host.storage_pid, _soak.RATE, minutes, ctx.say)
+            )
+            peak = peak_rss_mb(host.pid)
+        return Measurement(minutes * 60, result["completed"] * _soak.WIDTH, peak, {"soak": result})
+
+    _record(
+        ctx,
+        f"emulator/soak/{_soak.RATE:g}",
+        f"{_soak.RATE:g} FanOut({_soak.WIDTH})/s for {minutes:g} min",
+        run,
+    )
+
+
 def scenario_hub_replay(ctx: Context) -> None:
     """``replay --task-hub`` over 1,000 running instances of 100 events (quick: 200)."""
     count = 200 if ctx.quick else 1000
@@ -522,5 +547,6 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "floors": scenario_floors,
     "profile": scenario_profile,
     "hub-replay": scenario_hub_replay,
+    "soak": scenario_soak,
     "sweep": scenario_sweep,
 }

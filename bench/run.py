@@ -68,6 +68,13 @@ def build_parser(scenarios: list[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="runs per figure; the median is shown"
     )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=None,
+        metavar="N",
+        help="how long the soak scenario runs (default 2, quick 0.5)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write every figure to this JSON file")
     parser.add_argument(
         "--timeout",
@@ -82,6 +89,7 @@ def build_parser(scenarios: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _use_main_venv()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import dataclasses
     import json
     import platform
     import signal
@@ -148,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if load is not None and load > 0.5 * (os.cpu_count() or 1):
         say("warning: the machine is busy with other work; figures will be slower than on an idle machine")
     sizes = Sizes.quick() if args.quick else Sizes.full()
+    if args.soak_minutes is not None:
+        sizes = dataclasses.replace(sizes, soak_minutes=args.soak_minutes)
     timeout = args.timeout if args.timeout is not None else (180.0 if args.quick else 1200.0)
     results = Results()
     interrupted = False

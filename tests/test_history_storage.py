@@ -60,6 +60,43 @@ def test_appends_to_a_new_instance_are_read_back_in_order(storage_connection: st
     assert [e["Result"] for e in stored.events[4:]] == ["7", "8"]
 
 
+def test_a_history_with_no_sentinel_is_read_without_a_query(
+    storage_connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new instance's first read costs one point read: Azurite answers a query by testing every
+    row of the table. Rows left without a sentinel (an execution purged part-way) read as no
+    history, and the first append replaces them."""
+
+    async def scenario(storage: AzureTaskHub) -> Any:
+        await storage._history.table.upsert_entity(history_row("i5", 0, "gone", _results([666])[0]))
+        queries: list[str] = []
+        table = storage._history.table
+        real_query = table.query_entities
+
+        def counting_query(*args: Any, **kwargs: Any) -> Any:
+            queries.append(str(args[0] if args else kwargs.get("query_filter")))
+            return real_query(*args, **kwargs)
+
+        monkeypatch.setattr(table, "query_entities", counting_query)
+        empty = await storage.read_history("i5")
+        queries_when_empty = len(queries)
+        await storage.append_history("i5", "e1", 0, _started("i5", "e1"), empty.version)
+        stored = await storage.read_history("i5")
+        return empty, queries_when_empty, len(queries), stored
+
+    empty, queries_when_empty, queries_after, stored = with_task_hub(storage_connection, scenario)
+    assert (empty.events, empty.version, empty.execution_id) == ([], None, None)
+    assert queries_when_empty == 0
+    assert queries_after == 1  # a history that exists is read with one query
+    assert stored.execution_id == "e1"
+    assert _types(stored.events) == [
+        "OrchestratorStarted",
+        "ExecutionStarted",
+        "TaskScheduled",
+        "OrchestratorCompleted",
+    ]
+
+
 def test_a_row_left_past_the_committed_count_is_replaced(storage_connection: str) -> None:
     """A crash between two transactions of one append leaves rows the sentinel does not count."""
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from emulator.durable import _history as h
 from emulator.durable._crash import crash_point
@@ -110,8 +110,22 @@ class HistoryTable:
         self._overwritten: set[str] = set()
 
     async def read(self, instance_id: str) -> StoredHistory:
-        """Read the committed events of the current execution (rows up to the sentinel's count)."""
+        """Read the committed events of the current execution (rows up to the sentinel's count).
+
+        The sentinel is read on its own first: with none, the history is empty, and the query
+        of the partition is spared. Azurite answers a query by testing every row of the table
+        (tens of milliseconds once a hub holds a few thousand instances), a point read by the
+        rows that share its RowKey; every new instance's first episode reads a history that is
+        not there yet. Rows without a sentinel (an earlier execution's, purged part-way) need
+        no query either: the first append finds them and replaces them.
+        """
         pk = escape_partition_key(instance_id)
+        try:
+            await self.table.get_entity(pk, SENTINEL_ROW_KEY, select=["RowKey"])
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) == "TableNotFound":
+                raise
+            return StoredHistory(events=[], version=None, execution_id=None)
         rows: list[dict[str, Any]] = []
         sentinel: dict[str, Any] | None = None
         async for entity in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
