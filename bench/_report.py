@@ -132,15 +132,29 @@ class Report:
             ok,
             "" if t_ref is not None else f"{reference:,} not measured in this run: time not judged",
         )
+        self._linearity_row(count, seconds, reference, t_ref)
+
+    def _linearity_row(
+        self,
+        count: int,
+        seconds: float | None,
+        reference: int,
+        t_ref: float | None,
+        shape: str = "fan-out",
+        target: str = "",
+        note: str = "",
+    ) -> None:
+        """``shape`` of ``count`` against ``reference``: at most 20 % over linear."""
         if seconds and t_ref:
             ratio = seconds / t_ref
             limit = 1.2 * count / reference
             self.rows.append(
                 Row(
-                    f"  linearity fan-out {count:,} / {reference:,}",
+                    f"  linearity {shape} {count:,} / {reference:,}",
                     f"{ratio:.1f}x",
-                    target=f"<= {limit:g}x",
+                    target=f"<= {limit:g}x{target}",
                     met=_verdict(ratio <= limit, self.quick),
+                    note=note,
                 )
             )
 
@@ -202,17 +216,7 @@ class Report:
             lambda t: t < 15 and (peak_big is None or peak_big < 500),
         )
         t_small, t_big = r.seconds(f"emulator/fanout/{small}"), r.seconds(f"emulator/fanout/{big}")
-        if t_small and t_big:
-            ratio = t_big / t_small
-            limit = 1.2 * big / small
-            self.rows.append(
-                Row(
-                    f"  linearity fan-out {big:,} / {small:,}",
-                    f"{ratio:.1f}x",
-                    target=f"<= {limit:g}x",
-                    met=_verdict(ratio <= limit, self.quick),
-                )
-            )
+        self._linearity_row(big, t_big, small, t_small)
         self._big_fanout_rows(big)
         chain_times: dict[int, float] = {}
         longest = max(s.chain)
@@ -232,17 +236,15 @@ class Report:
             for count in sorted(chain_times):
                 if count == longest:
                     continue
-                ratio = chain_times[longest] / chain_times[count]
-                limit = 1.2 * longest / count
-                self.rows.append(
-                    Row(
-                        f"  linearity chain {longest:,} / {count:,}",
-                        f"{ratio:.1f}x",
-                        target=f"<= {limit:g}x (linear)",
-                        met=_verdict(ratio <= limit, self.quick),
-                        note=f"per step {1000 * chain_times[count] / count:.0f} ms at {count:,}, "
-                        f"{1000 * chain_times[longest] / longest:.0f} ms at {longest:,}",
-                    )
+                self._linearity_row(
+                    longest,
+                    chain_times[longest],
+                    count,
+                    chain_times[count],
+                    "chain",
+                    " (linear)",
+                    f"per step {1000 * chain_times[count] / count:.0f} ms at {count:,}, "
+                    f"{1000 * chain_times[longest] / longest:.0f} ms at {longest:,}",
                 )
         key = "emulator/latency/1"
         if not self._failed(key, "one-activity orchestration", "p50 < 30 ms, p99 < 100 ms") and key in r.runs:
