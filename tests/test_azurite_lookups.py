@@ -22,7 +22,8 @@ from emulator.host._azurite import (
 
 pytestmark = pytest.mark.timeout(60)
 
-# Rows of 300 instances of 4 rows each, as History rows are keyed; one lookup, its candidates counted.
+# Rows of 300 instances of 4 rows each, as History rows are keyed, and one big history (a fan-out's)
+# of 2,000 rows; lookups, their candidates counted.
 _COUNT_CANDIDATES = """
 const path = require("path");
 process.argv[1] = process.env.AZURITE_MAIN;
@@ -31,12 +32,18 @@ const Loki = require(require.resolve("lokijs", { paths: [path.dirname(process.ar
 const rows = new Loki("t").addCollection("History", { indices: ["PartitionKey", "RowKey"] });
 for (let i = 0; i < 300; i++)
   for (let r = 0; r < 4; r++) rows.insert({ PartitionKey: "i" + i, RowKey: "000" + r, n: i * 4 + r });
+for (let r = 0; r < 2000; r++)
+  rows.insert({ PartitionKey: "big", RowKey: String(r).padStart(4, "0"), n: -r });
 let tested = 0;
 const eq = Loki.LokiOps.$eq;
 Loki.LokiOps.$eq = function (a, b) { tested++; return eq.apply(this, arguments); };
 const found = rows.findOne({ RowKey: "0002", PartitionKey: "i123" });
 const missing = rows.findOne({ RowKey: "0009", PartitionKey: "i123" });
-console.log(JSON.stringify({ n: found && found.n, missing, tested }));
+const counted = tested;
+tested = 0;
+const inBig = rows.findOne({ RowKey: "1500", PartitionKey: "big" });
+const big = inBig && inBig.n;
+console.log(JSON.stringify({ n: found && found.n, missing, tested: counted, big, bigTested: tested }));
 """
 
 
@@ -68,6 +75,12 @@ def test_a_lookup_tests_the_rows_of_one_partition_only(tmp_path: Path) -> None:
     assert plain["missing"] is None and ordered["missing"] is None
     assert int(str(plain["tested"])) >= 300  # every instance's row "0002"
     assert int(str(ordered["tested"])) <= 8  # the rows of instance i123
+
+
+def test_a_lookup_in_a_big_history_tests_the_rows_of_its_row_key_only(tmp_path: Path) -> None:
+    ordered = _lookup(tmp_path, with_script=True)
+    assert ordered["big"] == -1500
+    assert int(str(ordered["bigTested"])) <= 4  # the one row "1500", not the 2,000 of its history
 
 
 def test_the_script_is_added_to_node_options() -> None:
