@@ -383,6 +383,22 @@ def format_floors(floors: dict[str, Any]) -> str:
             f"  => a chain step waits about {step:.1f} ms (1 small history transaction): "
             f"chain 1,000 spends about {step:.1f} s waiting for storage"
         )
+    growth = floors.get("hub_growth")
+    if growth:
+        lines.append(
+            "Storage floor against the task hub's size (N finished FanOut(10) instances; median / worst ms, "
+            "Azurite CPU ms per request):"
+        )
+        for label, title in (("emulator", "as the emulator starts Azurite"), ("plain", "Azurite by itself")):
+            for size in growth.get(label, []):
+                cells = ", ".join(
+                    f"{name.replace('_', ' ')} {c['p50_ms']:.1f} / {c['max_ms']:.0f} "
+                    f"({c['azurite_cpu_ms'] or 0:.1f})"
+                    for name, c in size.items()
+                    if isinstance(c, dict)
+                )
+                disk = f"{size['database_mb']:.0f} MB on disk"
+                lines.append(f"  {title}, {size['instances']:,} instances ({disk}): {cells}")
     replay = floors.get("replay")
     if replay:
         n = replay["count"]
