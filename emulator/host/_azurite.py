@@ -277,8 +277,9 @@ def _with_lookup_order(environ: Mapping[str, str]) -> dict[str, str]:
     Azurite finds a table row through its RowKey index first, which in the Durable Task layout
     means walking one row per instance of the task hub for every row written: 4,000 instances
     made a 5-row history transaction cost 8.7 ms of Azurite's CPU instead of 1.5 ms. The script
-    (its comment says how) makes the same lookup go through the PartitionKey index; the answers
-    are the same. docs/performance.md has the figures.
+    (its comment says how) makes the same lookup go through whichever index has fewer candidates,
+    the PartitionKey's unless one instance's history fills the table; the answers are the same.
+    docs/performance.md has the figures.
     """
     env = dict(environ)
     require = f'--require "{LOOKUP_ORDER_SCRIPT}"'
