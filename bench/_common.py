@@ -121,10 +121,10 @@ class CpuMeter:
 
 
 @contextlib.contextmanager
-def azurite(label: str) -> Iterator[AzuriteServer]:
+def azurite(label: str, lookups_by_partition: bool = True) -> Iterator[AzuriteServer]:
     """A fresh Azurite with its data on disk in a temporary folder, removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix=f"durable-bench-{label}-"))
-    server = AzuriteServer.start(folder / "azurite")
+    server = AzuriteServer.start(folder / "azurite", lookups_by_partition=lookups_by_partition)
     try:
         yield server
     finally:

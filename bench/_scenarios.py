@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import _floors
+import _hub_growth
 import _hub_replay
 import _peers_env
 import _profile
@@ -60,6 +61,7 @@ class Sizes:
     profile_fanout: int
     profile_chain: int
     soak_minutes: float
+    hub_growth: tuple[int, ...]
 
     @classmethod
     def full(cls) -> Sizes:
@@ -76,6 +78,7 @@ class Sizes:
             profile_fanout=1000,
             profile_chain=200,
             soak_minutes=2.0,
+            hub_growth=(0, 2000, 4000),
         )
 
     @classmethod
@@ -93,6 +96,7 @@ class Sizes:
             profile_fanout=200,
             profile_chain=50,
             soak_minutes=0.5,
+            hub_growth=(0, 500),
         )
 
 
@@ -422,6 +426,13 @@ def scenario_floors(ctx: Context) -> None:
     except Exception as exc:
         ctx.results.failures["floors/storage"] = f"{type(exc).__name__}: {exc}"
         ctx.say(f"  storage floor FAILED: {exc}")
+    try:
+        ctx.results.floors["hub_growth"] = _hub_growth.measure_hub_growth(
+            ctx.sizes.hub_growth, 4.0 if quick else 10.0, ctx.say
+        )
+    except Exception as exc:
+        ctx.results.failures["floors/hub-growth"] = f"{type(exc).__name__}: {exc}"
+        ctx.say(f"  hub growth floor FAILED: {exc}")
     ctx.say(f"  replay floor: the SDK replaying final histories of {ctx.sizes.replay:,} activities ...")
     ctx.results.floors["replay"] = _floors.measure_replay(ctx.sizes.replay)
 

@@ -22,28 +22,26 @@ from emulator.host._azurite import (
 
 pytestmark = pytest.mark.timeout(60)
 
-# Rows of 300 instances of 4 rows each, as History rows are keyed, and one big history (a fan-out's)
-# of 2,000 rows; lookups, their candidates counted.
+# A History table of 300 instances of 4 rows each (SHAPE=instances: the RowKeys shared) or of
+# one instance of 1,200 rows (SHAPE=partition); one lookup, the candidates it tests counted.
 _COUNT_CANDIDATES = """
 const path = require("path");
 process.argv[1] = process.env.AZURITE_MAIN;
 if (process.env.WITH_SCRIPT) require(process.env.WITH_SCRIPT);
 const Loki = require(require.resolve("lokijs", { paths: [path.dirname(process.argv[1])] }));
 const rows = new Loki("t").addCollection("History", { indices: ["PartitionKey", "RowKey"] });
-for (let i = 0; i < 300; i++)
-  for (let r = 0; r < 4; r++) rows.insert({ PartitionKey: "i" + i, RowKey: "000" + r, n: i * 4 + r });
-for (let r = 0; r < 2000; r++)
-  rows.insert({ PartitionKey: "big", RowKey: String(r).padStart(4, "0"), n: -r });
+const instances = process.env.SHAPE === "instances" ? 300 : 1;
+const each = 1200 / instances;
+const key = (r) => r.toString(16).padStart(16, "0");
+for (let i = 0; i < instances; i++)
+  for (let r = 0; r < each; r++) rows.insert({ PartitionKey: "i" + i, RowKey: key(r), n: i * each + r });
 let tested = 0;
 const eq = Loki.LokiOps.$eq;
 Loki.LokiOps.$eq = function (a, b) { tested++; return eq.apply(this, arguments); };
-const found = rows.findOne({ RowKey: "0002", PartitionKey: "i123" });
-const missing = rows.findOne({ RowKey: "0009", PartitionKey: "i123" });
-const counted = tested;
-tested = 0;
-const inBig = rows.findOne({ RowKey: "1500", PartitionKey: "big" });
-const big = inBig && inBig.n;
-console.log(JSON.stringify({ n: found && found.n, missing, tested: counted, big, bigTested: tested }));
+const wanted = instances > 1 ? "i123" : "i0";
+const found = rows.findOne({ RowKey: key(2), PartitionKey: wanted });
+const missing = rows.findOne({ RowKey: key(5000), PartitionKey: wanted });
+console.log(JSON.stringify({ n: found && found.n, missing, tested }));
 """
 
 
@@ -53,12 +51,12 @@ def _azurite_main() -> Path:
     return launcher.resolve()
 
 
-def _lookup(tmp_path: Path, with_script: bool) -> dict[str, object]:
+def _lookup(tmp_path: Path, shape: str, with_script: bool) -> dict[str, object]:
     node = shutil.which("node")
     assert node is not None
     script = tmp_path / "count.js"
     script.write_text(_COUNT_CANDIDATES)
-    env = {**os.environ, "AZURITE_MAIN": str(_azurite_main())}
+    env = {**os.environ, "AZURITE_MAIN": str(_azurite_main()), "SHAPE": shape}
     if with_script:
         env["WITH_SCRIPT"] = str(LOOKUP_ORDER_SCRIPT)
     done = subprocess.run(
@@ -68,19 +66,19 @@ def _lookup(tmp_path: Path, with_script: bool) -> dict[str, object]:
     return dict(json.loads(done.stdout))
 
 
-def test_a_lookup_tests_the_rows_of_one_partition_only(tmp_path: Path) -> None:
-    plain = _lookup(tmp_path, with_script=False)
-    ordered = _lookup(tmp_path, with_script=True)
+def test_a_lookup_tests_the_rows_of_one_instance_only(tmp_path: Path) -> None:
+    plain = _lookup(tmp_path, "instances", with_script=False)
+    ordered = _lookup(tmp_path, "instances", with_script=True)
     assert plain["n"] == ordered["n"] == 123 * 4 + 2
     assert plain["missing"] is None and ordered["missing"] is None
-    assert int(str(plain["tested"])) >= 300  # every instance's row "0002"
+    assert int(str(plain["tested"])) >= 300  # every instance's row 0000000000000002
     assert int(str(ordered["tested"])) <= 8  # the rows of instance i123
 
 
-def test_a_lookup_in_a_big_history_tests_the_rows_of_its_row_key_only(tmp_path: Path) -> None:
-    ordered = _lookup(tmp_path, with_script=True)
-    assert ordered["big"] == -1500
-    assert int(str(ordered["bigTested"])) <= 4  # the one row "1500", not the 2,000 of its history
+def test_a_lookup_in_one_long_history_keeps_the_rowkey_index(tmp_path: Path) -> None:
+    ordered = _lookup(tmp_path, "partition", with_script=True)
+    assert ordered["n"] == 2 and ordered["missing"] is None
+    assert int(str(ordered["tested"])) <= 2  # not the 1,200 rows of the partition
 
 
 def test_the_script_is_added_to_node_options() -> None:

@@ -9,30 +9,38 @@
 // Instances row the RowKey "". Every row an episode writes is looked up first, so a task hub's
 // writes slowed down in proportion to the instances it holds (docs/performance.md).
 //
-// Asking for the PartitionKey first returns the same row through the other index, among the few
-// rows of one instance. But one instance's history can be the big one (a fan-out of 100,000
-// activities writes 200,000 rows into one partition), and then its RowKey is the few rows: so
-// the key whose index range is the smaller is asked first (two binary searches per lookup).
-// Nothing else changes: the same rows, answers, errors and files.
+// Asking first for the key with fewer candidates (two binary searches of the indexes) returns
+// the same row among the few rows of one instance, and still through the RowKey index when one
+// partition holds most of the table (a single instance's 100,000-event history). Nothing else
+// changes: the same rows, answers, errors and files.
 const fs = require("fs");
 const path = require("path");
+
+function candidates(collection, key, value) {
+  const [first, last] = collection.calculateRange("$eq", key, value);
+  return last - first + 1;
+}
 
 try {
   const main = fs.realpathSync(process.argv[1]);
   const Loki = require(require.resolve("lokijs", { paths: [path.dirname(main)] }));
   const findOne = Loki.Collection.prototype.findOne;
-  // How many rows have this value, from the key's index (Infinity when it cannot say cheaply).
-  const candidates = (collection, key, value) => {
-    const index = collection.binaryIndices && collection.binaryIndices[key];
-    if (!index || index.dirty || typeof value !== "string") return Infinity;
-    const [low, high] = collection.calculateRange("$eq", key, value);
-    return high - low + 1;
-  };
   Loki.Collection.prototype.findOne = function (query) {
-    if (query && typeof query === "object" && "RowKey" in query && "PartitionKey" in query) {
+    if (
+      query &&
+      typeof query.RowKey === "string" &&
+      typeof query.PartitionKey === "string" &&
+      this.binaryIndices.RowKey &&
+      this.binaryIndices.PartitionKey
+    ) {
+      if (this.adaptiveBinaryIndices !== true) {
+        this.ensureIndex("RowKey"); // as LokiJS's own find does before it uses an index
+        this.ensureIndex("PartitionKey");
+      }
       const { PartitionKey, RowKey, ...rest } = query;
-      const byRowKey = candidates(this, "RowKey", RowKey) < candidates(this, "PartitionKey", PartitionKey);
-      query = byRowKey ? { RowKey, PartitionKey, ...rest } : { PartitionKey, RowKey, ...rest };
+      const byPartition =
+        candidates(this, "PartitionKey", PartitionKey) < candidates(this, "RowKey", RowKey);
+      query = byPartition ? { PartitionKey, RowKey, ...rest } : { RowKey, PartitionKey, ...rest };
     }
     return findOne.call(this, query);
   };
