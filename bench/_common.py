@@ -121,10 +121,10 @@ class CpuMeter:
 
 
 @contextlib.contextmanager
-def azurite(label: str, lookups_by_partition: bool = True) -> Iterator[AzuriteServer]:
+def azurite(label: str, ordered_lookups: bool = True) -> Iterator[AzuriteServer]:
     """A fresh Azurite with its data on disk in a temporary folder, removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix=f"durable-bench-{label}-"))
-    server = AzuriteServer.start(folder / "azurite", lookups_by_partition=lookups_by_partition)
+    server = AzuriteServer.start(folder / "azurite", ordered_lookups=ordered_lookups)
     try:
         yield server
     finally:

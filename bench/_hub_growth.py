@@ -123,9 +123,9 @@ def measure_hub_growth(sizes: tuple[int, ...], seconds: float, say: Any) -> dict
     """Costs at each size of ``sizes``, with and without the lookup script; the last size only
     without it (filling the hub is itself quadratic there)."""
     figures: dict[str, Any] = {}
-    for label, by_partition, measured in (("emulator", True, sizes), ("plain", False, sizes[-1:])):
-        say(f"  hub growth, Azurite {'as the emulator starts it' if by_partition else 'by itself'}:")
-        with azurite(f"growth-{label}", lookups_by_partition=by_partition) as server:
+    for label, ordered, measured in (("emulator", True, sizes), ("plain", False, sizes[-1:])):
+        say(f"  hub growth, Azurite {'as the emulator starts it' if ordered else 'by itself'}:")
+        with azurite(f"growth-{label}", ordered_lookups=ordered) as server:
             figures[label] = asyncio.run(
                 _measure(
                     server.connection_string, server.process.pid, server.location, measured, seconds, say

@@ -1,6 +1,7 @@
-"""The Azurite the emulator starts finds a row through its PartitionKey index
+"""The Azurite the emulator starts finds a row through the index with fewer candidates
 (emulator/host/azurite_lookups.js): in the Durable Task layout every instance shares the RowKeys,
-so a lookup by RowKey first tests one row per instance of the task hub."""
+so a lookup by RowKey first tests one row per instance of the task hub, and one by PartitionKey
+first every row of one long history."""
 
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ def _read_tail(path: Path, offset: int = 0, lines: int = _LOG_TAIL_LINES) -> str
     return "\n".join(text.splitlines()[-lines:])
 
 
-#: Preloaded into the Azurite this module starts: its row lookups by PartitionKey first.
+#: Preloaded into the Azurite this module starts: its row lookups by the key with fewer candidates.
 LOOKUP_ORDER_SCRIPT = Path(__file__).with_name("azurite_lookups.js")
 
 
@@ -307,7 +307,7 @@ class AzuriteServer:
         executable: Path | None = None,
         search_roots: Sequence[Path] = (),
         ready_timeout: float = 30.0,
-        lookups_by_partition: bool = True,
+        ordered_lookups: bool = True,
     ) -> AzuriteServer:
         """Start Azurite with its data in ``location`` and wait until all three services answer.
 
@@ -316,7 +316,7 @@ class AzuriteServer:
         Raises :class:`AzuriteNotInstalledError` when it can be neither found nor installed and
         :class:`RuntimeError`
         when it exits early or does not answer within ``ready_timeout`` seconds.
-        ``lookups_by_partition`` False leaves Azurite's row lookups as they are (see
+        ``ordered_lookups`` False leaves Azurite's row lookups as they are (see
         :func:`_with_lookup_order`): the benchmark's floors compare the two.
         """
         if executable is None:
@@ -337,13 +337,13 @@ class AzuriteServer:
                 raise RuntimeError(
                     f"Cannot start Azurite on {endpoints.host}: port(s) {_join(busy)} already in use."
                 )
-            return cls._launch(executable, location, endpoints, ready_timeout, lookups_by_partition)
+            return cls._launch(executable, location, endpoints, ready_timeout, ordered_lookups)
 
         # Free ports can be taken by someone else before Azurite binds them: retry with new ones.
         for attempt in range(1, _AUTO_PORT_ATTEMPTS + 1):
             chosen = _free_endpoints()
             try:
-                return cls._launch(executable, location, chosen, ready_timeout, lookups_by_partition)
+                return cls._launch(executable, location, chosen, ready_timeout, ordered_lookups)
             except _AddressInUseError:
                 if attempt == _AUTO_PORT_ATTEMPTS:
                     raise
@@ -356,7 +356,7 @@ class AzuriteServer:
         location: Path,
         endpoints: AzuriteEndpoints,
         ready_timeout: float,
-        lookups_by_partition: bool,
+        ordered_lookups: bool,
     ) -> AzuriteServer:
         host = endpoints.host
         args = [
@@ -381,7 +381,7 @@ class AzuriteServer:
             "--disableTelemetry",
         ]
         # Without: only the benchmark, to show what the script saves.
-        env = _with_lookup_order(os.environ) if lookups_by_partition else None
+        env = _with_lookup_order(os.environ) if ordered_lookups else None
         log_path = location / LOG_FILE_NAME
         log_file = log_path.open("ab")
         log_offset = log_file.tell()
