@@ -9,6 +9,8 @@
   grows with the number of instances in the task hub (its table store looks rows up by RowKey
   first, and in the real layout every instance's history uses the same RowKeys and every
   Instances row the RowKey ""), so this is measured at the scenario's own size.
+* The history of the big fan-out: its TaskScheduled and TaskCompleted rows appended to a fresh
+  Azurite at 10,000 and at 100,000, to show how far from linear the storage alone grows.
 * Replay: what the Durable Functions SDK itself spends replaying the final history of a 1,000-way
   fan-out and of a 1,000-step chain, driving ``df.Orchestrator.create(fn)`` directly with a
   hand-built history (no host, no storage), as the host hands it over.
@@ -205,6 +207,49 @@ async def measure_orders_storage(
             figures["azurite_cpu_s"] = meter.stop().get("azurite")
         await tables.delete_table("BenchOrdersHistory")
         await tables.delete_table("BenchOrdersInstances")
+    return figures
+
+
+async def measure_fanout_history(
+    connection_string: str, count: int, storage_pid: int | None
+) -> dict[str, Any]:
+    """Seconds (and Azurite CPU seconds) to append a ``count``-way fan-out's history, no host.
+
+    One instance's TaskScheduled and TaskCompleted rows, in transactions of 99 rows and the
+    sentinel's merge, one after the other, as the engine appends them: what Azurite alone needs
+    to store the big fan-out, so its growth from 10,000 to 100,000 shows how far from linear
+    the storage itself is.
+    """
+    now = datetime.now(timezone.utc)
+    events = [h.task_scheduled(i, "Noop", now, json.dumps(i)) for i in range(count)]
+    events += [h.task_completed(i, json.dumps(i), now) for i in range(count)]
+    async with TableServiceClient.from_connection_string(connection_string) as tables:
+        history = await tables.create_table_if_not_exists("BenchFanOutHistory")
+        meter = CpuMeter(azurite=storage_pid).start() if storage_pid is not None else None
+        started = time.perf_counter()
+        etag = None
+        for first in range(0, len(events), 99):
+            rows = [
+                history_row("fanout", first + i, "exec", e) for i, e in enumerate(events[first : first + 99])
+            ]
+            sentinel = {
+                "PartitionKey": "fanout",
+                "RowKey": "sentinel",
+                "HistoryEventCount": first + len(rows),
+            }
+            operations = [Operation("insert", r) for r in rows]
+            operations.append(
+                Operation("insert", sentinel) if etag is None else Operation("merge", sentinel, etag)
+            )
+            etag = (await submit_transaction(history, operations))[-1]
+        figures: dict[str, Any] = {
+            "count": count,
+            "rows": len(events),
+            "seconds": time.perf_counter() - started,
+        }
+        if meter is not None:
+            figures["azurite_cpu_s"] = meter.stop().get("azurite")
+        await tables.delete_table("BenchFanOutHistory")
     return figures
 
 

@@ -133,6 +133,23 @@ class Report:
             "" if t_ref is not None else f"{reference:,} not measured in this run: time not judged",
         )
         self._linearity_row(count, seconds, reference, t_ref)
+        floor = self.results.floors.get("fanout_history")
+        if floor and len(floor) == 2:
+            small, big = floor
+            ratio = big["seconds"] / small["seconds"]
+            cpu = [f.get("azurite_cpu_s") for f in floor]
+            spent = f"; Azurite CPU {cpu[0]:.1f} s / {cpu[1]:.1f} s" if None not in cpu else ""
+            self.rows.append(
+                Row(
+                    f"  storage floor {big['count']:,} / {small['count']:,}",
+                    f"{ratio:.1f}x",
+                    target=f"(linear: {big['count'] / small['count']:g}x)",
+                    note=(
+                        f"the fan-out's history appended to Azurite, no host: "
+                        f"{fmt_time(small['seconds'])} / {fmt_time(big['seconds'])}{spent}"
+                    ),
+                )
+            )
 
     def _linearity_row(
         self,

@@ -267,6 +267,22 @@ def scenario_fanout_big(ctx: Context) -> None:
         f"fan-out {count:,}",
         functools.partial(_emulator_measurement, ctx, "fanout", count),
     )
+    # The same history appended straight to Azurite at both sizes: how linear the storage is.
+    figures = []
+    try:
+        for size in (ctx.sizes.fanout[1], count):
+            with azurite(f"floors-fanout-{size}") as server:
+                ctx.say(f"  storage floor: the history of a {size:,}-way fan-out appended, no host ...")
+                figures.append(
+                    asyncio.run(
+                        _floors.measure_fanout_history(server.connection_string, size, server.process.pid)
+                    )
+                )
+    except Exception as exc:
+        ctx.results.failures["floors/fanout-history"] = f"{type(exc).__name__}: {exc}"
+        ctx.say(f"  storage floor FAILED: {exc}")
+        return
+    ctx.results.floors["fanout_history"] = figures
 
 
 def scenario_chain(ctx: Context) -> None:
