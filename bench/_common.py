@@ -86,10 +86,14 @@ def rss_mb(pid: int) -> float | None:
     return _status_field(pid, "VmRSS")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time the process has used so far (None where there is no /proc)."""
+def cpu_seconds(pid: int | tuple[int, int]) -> float | None:
+    """User + system CPU time the process (or ``(pid, tid)``: one thread) has used so far.
+
+    None where there is no /proc.
+    """
+    path = f"/proc/{pid}/stat" if isinstance(pid, int) else f"/proc/{pid[0]}/task/{pid[1]}/stat"
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(path).read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
@@ -100,7 +104,7 @@ def cpu_seconds(pid: int) -> float | None:
 class CpuMeter:
     """CPU seconds used by some processes between :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, **pids: int) -> None:
+    def __init__(self, **pids: int | tuple[int, int]) -> None:
         self.pids = pids
         self._before: dict[str, float | None] = {}
         self.used: dict[str, float] = {}

@@ -73,6 +73,13 @@ class Report:
         text = f"{median(host):.1f} s"
         return text + (f" / {median(storage):.1f} s" if storage else "")
 
+    def _loop_cpu(self, key: str) -> str:
+        """The CPU of the host's event loop thread, which every request and episode goes through."""
+        loop = [
+            m.extra["host_loop_cpu_s"] for m in self.results.runs.get(key, []) if "host_loop_cpu_s" in m.extra
+        ]
+        return f"host event loop {median(loop):.1f} s CPU" if loop else ""
+
     def _failed(self, key: str, title: str, target: str) -> bool:
         failure = self.results.failures.get(key)
         if failure and key not in self.results.runs:
@@ -339,13 +346,20 @@ class Report:
                 None,
                 0,
                 target,
-                (lambda t, n=incomplete: (orders_floor is None or t <= 1.1 * orders_floor) and n == 0)
+                # Without the floor of the same run (--only orders) there is nothing to compare with.
+                (lambda t, n=incomplete: None if orders_floor is None else t <= 1.1 * orders_floor and n == 0)
                 if target
                 else None,
                 f"{incomplete} of {orders} did not complete"
                 if incomplete
                 else "; ".join(
-                    x for x in (note, f"floor {fmt_time(orders_floor)}" if orders_floor else "") if x
+                    x
+                    for x in (
+                        note,
+                        f"floor {fmt_time(orders_floor)}" if orders_floor else "",
+                        self._loop_cpu(key),
+                    )
+                    if x
                 ),
             )
         self._soak_row()
@@ -436,7 +450,13 @@ def format_floors(floors: dict[str, Any]) -> str:
         orders = storage.get("orders")
         if orders:
             azurite_cpu = orders.get("azurite_cpu_s")
-            spent = f" (Azurite CPU {azurite_cpu:.1f} s)" if azurite_cpu is not None else ""
+            client_cpu = orders.get("client_cpu_s")
+            spent = ", ".join(
+                f"{who} CPU {cpu:.1f} s"
+                for who, cpu in (("Azurite", azurite_cpu), ("the Azure SDK client", client_cpu))
+                if cpu is not None
+            )
+            spent = f" ({spent})" if spent else ""
             lines.append(
                 f"  => the storage requests of {orders['count']} ProcessOrder at once (8 per order, "
                 f"20 history rows), sent straight to a fresh Azurite with no host: "

@@ -185,7 +185,8 @@ async def _orchestrate(
 
 
 def _cpu_meter(host: HostProcess) -> CpuMeter:
-    pids = {"host": host.pid}
+    # The host's main thread runs its event loop: every request and episode passes through it.
+    pids: dict[str, int | tuple[int, int]] = {"host": host.pid, "host_loop": (host.pid, host.pid)}
     if host.storage_pid is not None:
         pids["azurite"] = host.storage_pid
     return CpuMeter(**pids)
@@ -368,6 +369,14 @@ def scenario_orders_app(ctx: Context) -> None:
 
 def _orders(ctx: Context, app: Path, shape: str, title: str) -> None:
     count = ctx.sizes.orders
+    _record(ctx, f"emulator/{shape}/{count}", f"{count} {title}", lambda: orders_run(ctx, app, shape)[0])
+
+
+def orders_run(
+    ctx: Context, app: Path, shape: str, *, profile_path: Path | None = None
+) -> tuple[Measurement, _profile.Profile | None]:
+    """``ctx.sizes.orders`` ProcessOrder started at once on a fresh host (after one warm-up order)."""
+    count = ctx.sizes.orders
 
     async def measure(host: HostProcess) -> tuple[float, float, dict[str, int], str | None]:
         async with Client(host.base_url, limit=0) as client:
@@ -387,22 +396,24 @@ def _orders(ctx: Context, app: Path, shape: str, title: str) -> None:
                     first_error = str(status.get("output"))
             return seconds, all_started, outcomes, first_error
 
-    def run() -> Measurement:
-        env = {"PROCESS_CUSTOMER_DELAY_SECONDS": "0"}
-        with running_host(ctx, shape, app, env) as host:
-            before = rss_mb(host.pid)
-            cpu = _cpu_meter(host).start()
+    env = {"PROCESS_CUSTOMER_DELAY_SECONDS": "0"}
+    with running_host(ctx, shape, app, env) as host:
+        before = rss_mb(host.pid)
+        # The profile also covers the warm-up order: one of count + 1.
+        sampler = _profile.Sampler(host.pid, profile_path) if profile_path else None
+        cpu = _cpu_meter(host).start()
+        try:
             seconds, all_started, outcomes, first_error = asyncio.run(measure(host))
-            peak = peak_rss_mb(host.pid)
-            figures = _cpu_figures(cpu)
-        figures.update(starts_accepted_s=all_started, rss_before_mb=before, outcomes=outcomes)
-        if first_error is not None:
-            figures["first_error"] = first_error.splitlines()[0][:300]
-            failed = count - outcomes.get("Completed", 0)
-            ctx.say(f"  {failed} of {count} orders did not complete; the first: {figures['first_error']}")
-        return Measurement(seconds, 5 * count, peak, figures)
-
-    _record(ctx, f"emulator/{shape}/{count}", f"{count} {title}", run)
+        finally:
+            profile = sampler.stop() if sampler else None
+        peak = peak_rss_mb(host.pid)
+        figures = _cpu_figures(cpu)
+    figures.update(starts_accepted_s=all_started, rss_before_mb=before, outcomes=outcomes)
+    if first_error is not None:
+        figures["first_error"] = first_error.splitlines()[0][:300]
+        failed = count - outcomes.get("Completed", 0)
+        ctx.say(f"  {failed} of {count} orders did not complete; the first: {figures['first_error']}")
+    return Measurement(seconds, 5 * count, peak, figures), profile
 
 
 def _peer_measurement(system: str, shape: str, count: int, timeout: float) -> Measurement:
@@ -547,10 +558,15 @@ def scenario_profile(ctx: Context) -> None:
     if not _peers_env.py_spy_available():
         ctx.results.failures["profile"] = "py-spy is not installed in the peers' environment"
         return
-    for shape, count in (("fanout", ctx.sizes.profile_fanout), ("chain", ctx.sizes.profile_chain)):
+    runs: list[tuple[str, int, Callable[..., tuple[Measurement, _profile.Profile | None]]]] = [
+        (shape, count, functools.partial(emulator_run, ctx, shape, count))
+        for shape, count in (("fanout", ctx.sizes.profile_fanout), ("chain", ctx.sizes.profile_chain))
+    ]
+    runs.append(("orders", ctx.sizes.orders, functools.partial(orders_run, ctx, BENCH_APP, "orders")))
+    for shape, count, run in runs:
         raw = RESULTS_DIR / f"profile-{shape}-{count}.txt"
         try:
-            measurement, profile = emulator_run(ctx, shape, count, profile_path=raw)
+            measurement, profile = run(profile_path=raw)
         except Exception as exc:
             ctx.results.failures[f"profile/{shape}"] = f"{type(exc).__name__}: {exc}"
             ctx.say(f"  profile of {shape} {count:,} FAILED: {exc}")
