@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -476,7 +477,11 @@ def scenario_sweep(ctx: Context) -> None:
     for system in PEERS:
         for count in ctx.sizes.sweep:
             key = f"{system}/fanout/{count}"
-            if key not in ctx.results.runs and key not in ctx.results.failures:
+            reason = _skip_peer_size(ctx, system, count)
+            if reason and key not in ctx.results.runs:
+                ctx.results.failures[key] = f"skipped: {reason}"
+                ctx.say(f"  {PEER_LABELS[system]} fanout {count:,}: skipped ({reason})")
+            elif key not in ctx.results.runs and key not in ctx.results.failures:
                 _record(
                     ctx,
                     key,
@@ -512,6 +517,30 @@ def scenario_sweep(ctx: Context) -> None:
     except Exception as exc:
         ctx.results.failures["sweep/plot"] = f"{type(exc).__name__}: {exc}"
         ctx.say(f"  plot FAILED: {exc}")
+
+
+def _skip_peer_size(ctx: Context, system: str, count: int) -> str | None:
+    """Why a peer's sweep should not run ``count``: a smaller size failed, or would time out.
+
+    The time is extrapolated from the two largest sizes measured (a power law through them):
+    the peers grow faster than linearly, and a run that ends in a timeout costs the whole timeout.
+    """
+    smaller = [n for n in ctx.sizes.sweep if n < count]
+    for n in smaller:
+        failure = ctx.results.failures.get(f"{system}/fanout/{n}")
+        if failure:
+            return f"{n:,} was skipped" if failure.startswith("skipped") else f"{n:,} failed"
+    measured = [(n, t) for n in smaller if (t := ctx.results.seconds(f"{system}/fanout/{n}")) is not None]
+    if len(measured) < 2:
+        return None
+    (n1, t1), (n2, t2) = measured[-2:]
+    exponent = max(1.0, math.log(t2 / t1) / math.log(n2 / n1)) if t1 > 0 and t2 > t1 else 1.0
+    expected = t2 * (count / n2) ** exponent
+    if expected > ctx.timeout:
+        return (
+            f"about {expected:,.0f} s expected from {n1:,} and {n2:,}, past the {ctx.timeout:,.0f} s timeout"
+        )
+    return None
 
 
 def scenario_soak(ctx: Context) -> None:
