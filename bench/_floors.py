@@ -203,7 +203,7 @@ async def measure_orders_storage(
         started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(_order_storage(history, instances, i, now) for i in range(count)))
         figures: dict[str, Any] = {"count": count, "seconds": time.perf_counter() - started}
-        # The client's side of the same requests (the Azure SDK, aiohttp): a floor of the host's CPU.
+        # The sending side's CPU (the Azure SDK, aiohttp): is the floor bound by Azurite or by its client?
         figures["client_cpu_s"] = time.process_time() - cpu_started
         if meter is not None:
             figures["azurite_cpu_s"] = meter.stop().get("azurite")

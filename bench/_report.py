@@ -61,23 +61,24 @@ class Report:
 
     def _load(self, key: str) -> str:
         """The machine's load average after the runs, when other work competed for the CPUs."""
-        loads = [m.extra["load_1min"] for m in self.results.runs.get(key, []) if "load_1min" in m.extra]
+        loads = self._extras(key, "load_1min")
         return f"load {max(loads):.1f}" if loads and max(loads) > 1.0 else ""
 
     def _cpu(self, key: str) -> str:
-        runs = self.results.runs.get(key, [])
-        host = [m.extra["host_cpu_s"] for m in runs if "host_cpu_s" in m.extra]
-        storage = [m.extra["azurite_cpu_s"] for m in runs if "azurite_cpu_s" in m.extra]
+        host = self._extras(key, "host_cpu_s")
+        storage = self._extras(key, "azurite_cpu_s")
         if not host:
             return ""
         text = f"{median(host):.1f} s"
         return text + (f" / {median(storage):.1f} s" if storage else "")
 
+    def _extras(self, key: str, name: str) -> list[Any]:
+        """The figure ``name`` of each run of ``key`` that recorded it."""
+        return [m.extra[name] for m in self.results.runs.get(key, []) if name in m.extra]
+
     def _loop_cpu(self, key: str) -> str:
         """The CPU of the host's event loop thread, which every request and episode goes through."""
-        loop = [
-            m.extra["host_loop_cpu_s"] for m in self.results.runs.get(key, []) if "host_loop_cpu_s" in m.extra
-        ]
+        loop = self._extras(key, "host_loop_cpu_s")
         return f"host event loop {median(loop):.1f} s CPU" if loop else ""
 
     def _failed(self, key: str, title: str, target: str) -> bool:
@@ -309,9 +310,7 @@ class Report:
             lambda t: t < 1.0,
             "process start to first HTTP 200",
         )
-        ready_runs = [
-            m.extra["ready_s"] for m in r.runs.get("emulator/cold-start/1", []) if "ready_s" in m.extra
-        ]
+        ready_runs = self._extras("emulator/cold-start/1", "ready_s")
         if ready_runs:
             self.rows.append(
                 Row(

@@ -477,17 +477,19 @@ def scenario_sweep(ctx: Context) -> None:
     for system in PEERS:
         for count in ctx.sizes.sweep:
             key = f"{system}/fanout/{count}"
+            if key in ctx.results.runs or key in ctx.results.failures:
+                continue  # measured (or failed) already, by the peers scenario
             reason = _skip_peer_size(ctx, system, count)
-            if reason and key not in ctx.results.runs:
+            if reason:
                 ctx.results.failures[key] = f"skipped: {reason}"
                 ctx.say(f"  {PEER_LABELS[system]} fanout {count:,}: skipped ({reason})")
-            elif key not in ctx.results.runs and key not in ctx.results.failures:
-                _record(
-                    ctx,
-                    key,
-                    f"{PEER_LABELS[system]} fanout {count:,}",
-                    functools.partial(_peer_measurement, system, "fanout", count, ctx.timeout),
-                )
+                continue
+            _record(
+                ctx,
+                key,
+                f"{PEER_LABELS[system]} fanout {count:,}",
+                functools.partial(_peer_measurement, system, "fanout", count, ctx.timeout),
+            )
     series: dict[str, list[dict[str, float]]] = {}
     for system in ("emulator", *PEERS):
         points = []
