@@ -13,18 +13,22 @@ transaction path for history appends.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
 import random
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
+from azure.core.pipeline import AsyncPipeline
+from azure.core.pipeline.policies import AsyncHTTPPolicy
+from azure.core.pipeline.transport import AsyncHttpResponse, HttpRequest
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -93,20 +97,15 @@ async def submit_transaction(table: TableClient, operations: Sequence[Operation]
         "\r\n"
         f"--{batch}--\r\n"
     ).encode("utf-8")
-    request = HttpRequest(
-        "POST",
-        f"{_account_url(table)}/$batch",
-        headers={
-            "x-ms-version": _API_VERSION,
-            "DataServiceVersion": "3.0",
-            "MaxDataServiceVersion": "3.0;NetFx",
-            "Content-Type": f"multipart/mixed; boundary={batch}",
-            "Accept": "application/json",
-        },
-        content=payload,
-    )
-    response = await _send(table, request, stream=True)
-    text = await response.read()
+    headers = {
+        "x-ms-version": _API_VERSION,
+        "DataServiceVersion": "3.0",
+        "MaxDataServiceVersion": "3.0;NetFx",
+        "Content-Type": f"multipart/mixed; boundary={batch}",
+        "Accept": "application/json",
+    }
+    response = await _send(table, "POST", f"{_account_url(table)}/$batch", headers, payload)
+    text = response.body()
     if response.status_code != 202:
         raise TransactionFailed(
             message=f"Transaction answered {response.status_code}: {_error_text(text)}", response=response
@@ -135,11 +134,11 @@ async def merge_entity(table: TableClient, entity: Mapping[str, Any], *, existin
     response = await _send_row(table, "PATCH", _table_url(table) + _row_path(entity), entity, headers)
     if existing and response.status_code == 404:
         raise ResourceNotFoundError(
-            message=f"The row does not exist: {_error_text(response.content)}", response=response
+            message=f"The row does not exist: {_error_text(response.body())}", response=response
         )
     if response.status_code != 204:
         raise HttpResponseError(
-            message=f"Merging a row answered {response.status_code}: {_error_text(response.content)}",
+            message=f"Merging a row answered {response.status_code}: {_error_text(response.body())}",
             response=response,
         )
 
@@ -149,11 +148,11 @@ async def insert_entity(table: TableClient, entity: Mapping[str, Any]) -> None:
     response = await _send_row(table, "POST", _table_url(table), entity, {"Prefer": "return-no-content"})
     if response.status_code == 409:
         raise ResourceExistsError(
-            message=f"The row exists: {_error_text(response.content)}", response=response
+            message=f"The row exists: {_error_text(response.body())}", response=response
         )
     if response.status_code not in (201, 204):
         raise HttpResponseError(
-            message=f"Inserting a row answered {response.status_code}: {_error_text(response.content)}",
+            message=f"Inserting a row answered {response.status_code}: {_error_text(response.body())}",
             response=response,
         )
 
@@ -166,24 +165,73 @@ async def _send_row(
     headers: Mapping[str, str] | None = None,
 ) -> Any:
     """One entity request (not a transaction) through the table client's pipeline."""
-    request = HttpRequest(
-        method,
-        url,
-        headers={
-            "x-ms-version": _API_VERSION,
-            "DataServiceVersion": "3.0",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **(headers or {}),
-        },
-        content=_entity_json(entity).encode("utf-8"),
-    )
-    return await _send(table, request)
+    all_headers = {
+        "x-ms-version": _API_VERSION,
+        "DataServiceVersion": "3.0",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        **(headers or {}),
+    }
+    return await _send(table, method, url, all_headers, _entity_json(entity).encode("utf-8"))
 
 
-async def _send(table: TableClient, request: HttpRequest, stream: bool = False) -> Any:
-    pipeline = table._client._client  # the TableClient's authenticated pipeline client
-    return await pipeline.send_request(request, stream=stream, request_id=next(_REQUEST_IDS))
+async def _send(
+    table: TableClient, method: str, url: str, headers: dict[str, str], body: bytes
+) -> AsyncHttpResponse:
+    """The response, its body read, of one request through the table client's policies.
+
+    The request is the transport's own kind, not ``azure.core.rest``'s: that one reaches the
+    transport through a compatibility layer whose attribute look-ups cost more than the rest of
+    the policies together.
+    """
+    request = HttpRequest(method, url, headers=headers)
+    request.set_bytes_body(body)
+    response = await _pipeline(table).run(request, request_id=next(_REQUEST_IDS))
+    return cast("AsyncHttpResponse", response.http_response)
+
+
+#: Policies of the SDK's pipeline these requests do without: nobody reads their user agent, they
+#: are never redirected, their bodies are parsed here, and they are not worth a log or trace
+#: span of their own. Each policy costs a coroutine and a few type checks per request.
+_SKIPPED_POLICIES = frozenset(
+    {
+        "UserAgentPolicy",
+        "ContentDecodePolicy",
+        "AsyncRedirectPolicy",
+        "CustomHookPolicy",
+        "NetworkTraceLoggingPolicy",
+        "DistributedTracingPolicy",
+        "HttpLoggingPolicy",
+    }
+)
+_pipelines: weakref.WeakKeyDictionary[Any, AsyncPipeline[HttpRequest, AsyncHttpResponse]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pipeline(table: TableClient) -> AsyncPipeline[HttpRequest, AsyncHttpResponse]:
+    """The table client's pipeline without :data:`_SKIPPED_POLICIES`, made once per client.
+
+    What stays is the SDK's own: request ids, date headers, proxies, authentication, retries and
+    the transport with its connection pool. With the transport's request kind (see
+    :func:`_send`), measured on merges and five-row transactions against Azurite: 0.12 to 0.24
+    ms less CPU per request, of 0.7 to 1.3 ms.
+    """
+    client = table._client._client  # the TableClient's authenticated pipeline client
+    lean = _pipelines.get(client)
+    if lean is None:
+        full = client._pipeline
+        policies = []
+        for runner in full._impl_policies:
+            policy = getattr(runner, "_policy", runner)  # SansIO policies come wrapped
+            if type(policy).__name__ in _SKIPPED_POLICIES:
+                continue
+            # A policy with its own send() is chained through its ``next``: a copy, so the
+            # full pipeline's chain stays as it is.
+            policies.append(copy.copy(policy) if isinstance(policy, AsyncHTTPPolicy) else policy)
+        lean = AsyncPipeline(full._transport, policies)
+        _pipelines[client] = lean
+    return lean
 
 
 def _entity_json(entity: Mapping[str, Any]) -> str:
