@@ -14,6 +14,7 @@ host without orchestrations need not pay.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import re
@@ -82,12 +83,24 @@ def use_timestamp_cache() -> None:
 
 
 def new_executor() -> Any:
-    """The SDK's orchestration executor, which an orchestrator session keeps between episodes."""
-    from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+    """The SDK's orchestration executor, which an orchestrator session keeps between episodes.
 
+    A copy of one made once, reset by the SDK's own ``initialize``: its constructor defines a
+    ``namedtuple`` class each time (about 2 % of a busy host's event loop), for a table it only
+    reads. The copy shares that table; ``initialize`` gives it fresh state for a new run.
+    """
+    global _executor_prototype
     use_timestamp_cache()
+    if _executor_prototype is None:
+        from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
 
-    return TaskOrchestrationExecutor()
+        _executor_prototype = TaskOrchestrationExecutor()
+    executor = copy.copy(_executor_prototype)
+    executor.initialize()
+    return executor
+
+
+_executor_prototype: Any = None
 
 
 def orchestration_context(payload: str, input_type: Any) -> Any:

@@ -58,6 +58,30 @@ def test_a_live_executor_takes_new_events_and_reports_its_actions() -> None:
     assert not executor.has_execution_completed
 
 
+def test_each_executor_starts_as_the_sdk_constructs_one_and_keeps_its_own_state() -> None:
+    from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+    handle = df.Orchestrator.create(_activity_then_timer)
+    started = h.execution_started(
+        instance_id="i", execution_id="e", name="Flow", input_text=None, timestamp=T0
+    )
+    history = [h.orchestrator_started(T0), started]
+    used = sdk.new_executor()
+    context = sdk.orchestration_context(
+        orchestration_payload(instance_id="i", history=history, parent_instance_id=None), input_type=None
+    )
+    used.execute(context, context.histories, handle.orchestrator_function)
+
+    fresh, constructed = sdk.new_executor(), TaskOrchestrationExecutor()
+    assert type(fresh) is TaskOrchestrationExecutor
+    assert fresh.current_task is not used.current_task
+    assert fresh.current_task.id == constructed.current_task.id
+    assert fresh.current_task.result is None and fresh.output is None and fresh.exception is None
+    assert not fresh.orchestrator_returned and not fresh._is_processing_new_events
+    assert set(vars(fresh)) == set(vars(constructed))
+    assert fresh.event_to_SetTaskValuePayload == constructed.event_to_SetTaskValuePayload
+
+
 def test_the_context_objects_implement_the_installed_base_classes() -> None:
     # Instantiating fails if a release adds an abstract member the emulator's classes lack.
     trace = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
