@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 import json
 import re
@@ -89,18 +90,17 @@ def new_executor() -> Any:
     ``namedtuple`` class each time (about 2 % of a busy host's event loop), for a table it only
     reads. The copy shares that table; ``initialize`` gives it fresh state for a new run.
     """
-    global _executor_prototype
     use_timestamp_cache()
-    if _executor_prototype is None:
-        from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
-
-        _executor_prototype = TaskOrchestrationExecutor()
-    executor = copy.copy(_executor_prototype)
+    executor = copy.copy(_executor_prototype())
     executor.initialize()
     return executor
 
 
-_executor_prototype: Any = None
+@functools.cache
+def _executor_prototype() -> Any:
+    from azure.durable_functions.models.TaskOrchestrationExecutor import TaskOrchestrationExecutor
+
+    return TaskOrchestrationExecutor()
 
 
 def orchestration_context(payload: str, input_type: Any) -> Any:

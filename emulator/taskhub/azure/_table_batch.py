@@ -163,7 +163,7 @@ async def _send_row(
     url: str,
     entity: Mapping[str, Any],
     headers: Mapping[str, str] | None = None,
-) -> Any:
+) -> AsyncHttpResponse:
     """One entity request (not a transaction) through the table client's pipeline."""
     all_headers = {
         "x-ms-version": _API_VERSION,
