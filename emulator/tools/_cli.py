@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import logging
-import logging.handlers
 import os
-import queue
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
 
 from emulator.app._app_index import format_function_listing
 from emulator.app._settings import AppLoadError
@@ -35,77 +28,20 @@ from emulator.host._stopping import (
 )
 from emulator.taskhub.azure import is_storage_error
 from emulator.tools import _durable_cli
+from emulator.tools._console import ConsoleWriter, HostFormatter
 from emulator.tools._debug import DEFAULT_DEBUG_PORT, DebuggerUnavailableError, listen_for_debugger
 
 logger = logging.getLogger("emulator")
 #: The console writer of this process (set by :func:`configure_logging`).
-_console: _ConsoleWriter | None = None
-
-
-class _HostFormatter(logging.Formatter):
-    """``[2024-04-29T10:26:20.356Z] message``, the Functions host's console format."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-        text = f"[{stamp}Z] {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-class _ConsoleWriter:
-    """Formats and writes queued log records on a thread of its own, in batches.
-
-    A write to a slow pipe or terminal then never holds up the event loop that runs every
-    orchestration, and a busy host (four lines per step of a chain) costs one write and one
-    thread wake-up per batch rather than per line. Lines appear at most ``PAUSE`` late.
-    """
-
-    PAUSE = 0.02
-
-    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
-        self.records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._stream = stream
-        self._formatter = formatter
-        self._thread = threading.Thread(target=self._run, name="console", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        atexit.register(self.stop)
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self.records.put(None)
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.records.get()]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < 10_000:
-                    batch.append(self.records.get_nowait())
-            lines = []
-            for record in batch:
-                if record is None:
-                    break
-                try:
-                    lines.append(self._formatter.format(record) + "\n")
-                except Exception:  # a bad record must not silence the console for good
-                    lines.append(f"(unprintable log record from {record.name})\n")
-            with contextlib.suppress(OSError, ValueError):
-                self._stream.write("".join(lines))
-                self._stream.flush()
-            if None in batch:
-                return
-            time.sleep(self.PAUSE)  # let the next lines gather instead of waking per line
+_console: ConsoleWriter | None = None
 
 
 def configure_logging(verbose: bool) -> None:
     global _console
-    writer = _console = _ConsoleWriter(sys.stdout, _HostFormatter())
+    writer = _console = ConsoleWriter(sys.stdout, HostFormatter())
     writer.start()
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(writer.records)]
+    root.handlers[:] = [writer.handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # The Azure SDKs log every HTTP request at INFO: keep them for --verbose.
     for noisy in ("azure", "aiohttp.access", "urllib3"):
