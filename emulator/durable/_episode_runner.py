@@ -109,6 +109,20 @@ class EpisodeRunner:
         live = session is not None and not session.finished and self._replay_check
         if live and session is not None and replay_due(session, len(history) + len(new_events) + 1):
             session, live = session.replayed_from_start(), False
+
+        def final_replay(episode: Episode) -> OrchestratorSession | None:
+            # Before an execution ends, its last episode is decided as the real host decides
+            # it: by a replay of the code from the start.
+            if live and session is not None and ends_execution(episode):
+                return session.replayed_from_start(episode_ran=True)
+            return None
+
+        def run_and_replay() -> Episode:
+            # On an orchestrator thread: the episode and its final replay in one hand-off.
+            episode = run(session)
+            replay = final_replay(episode)
+            return episode if replay is None else run(replay)
+
         name = _orchestrator_name(history, new_events)
         function = index.orchestrator(name)
         with self._invocations.invoke(
@@ -121,15 +135,13 @@ class EpisodeRunner:
                 and len(new_events) <= INLINE_RESUME_EVENTS
             ):
                 # The live orchestration's last step was this quick and this one is as small:
-                # two thread hand-offs would cost more than running it right here.
+                # two thread hand-offs would cost more than running it right here. A replay is
+                # not quick: that one still goes to a thread.
                 episode = run(session)
+                if (replay := final_replay(episode)) is not None:
+                    episode = await self._threads.run(functools.partial(run, replay))
             else:
-                episode = await self._threads.run(functools.partial(run, session))
-            if live and session is not None and ends_execution(episode):
-                # Before an execution ends, its last episode is decided as the real host decides
-                # it: by a replay of the code from the start.
-                replay = session.replayed_from_start(episode_ran=True)
-                episode = await self._threads.run(functools.partial(run, replay))
+                episode = await self._threads.run(run_and_replay)
             if episode.state is not None and episode.state.error:
                 record.succeeded = False
                 record.error = episode.state.error
