@@ -234,11 +234,15 @@ def _pipeline(table: TableClient) -> AsyncPipeline[HttpRequest, AsyncHttpRespons
     return lean
 
 
+#: ``json.dumps`` with options builds an encoder per call; a history transaction has up to 100 rows.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def _entity_json(entity: Mapping[str, Any]) -> str:
     # The SDK's entity-to-JSON conversion (private, pinned with the package in requirements).
     from azure.data.tables._serialize import _add_entity_properties
 
-    return json.dumps(_add_entity_properties(entity), separators=(",", ":"))
+    return _COMPACT_JSON.encode(_add_entity_properties(entity))
 
 
 def _account_url(table: TableClient) -> str:
