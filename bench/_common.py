@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,3 +314,28 @@ def load_average() -> float | None:
     with contextlib.suppress(OSError):
         return os.getloadavg()[0]
     return None
+
+
+def wait_for_quiet(limit: float, longest: float, say: Callable[[str], None]) -> float | None:
+    """Wait, at most ``longest`` seconds, for the 1-minute load average to fall to ``limit``.
+
+    A run started right after another (whose peers' sweep leaves the load average in the
+    hundreds) would otherwise measure its first scenarios on a busy machine. Returns the load
+    average at the end of the wait.
+    """
+    load = load_average()
+    if load is None or load <= limit:
+        return load
+    say(
+        f"waiting up to {longest:.0f} s for the load average ({load:.2f}) to fall to {limit:.2f}"
+        " (--no-wait: start now)"
+    )
+    deadline = time.monotonic() + longest
+    last_said = time.monotonic()
+    while load is not None and load > limit and time.monotonic() < deadline:
+        time.sleep(5)
+        load = load_average()
+        if time.monotonic() - last_said >= 30 and load is not None:
+            say(f"  load average {load:.2f}")
+            last_said = time.monotonic()
+    return load

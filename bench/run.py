@@ -16,6 +16,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAIN_VENV = REPO_ROOT / ".venv"
+#: How long a run waits for the machine to quieten down before its first scenario (``--no-wait``).
+QUIET_WAIT_SECONDS = 300.0
 
 
 def _use_main_venv() -> None:
@@ -83,6 +85,11 @@ def build_parser(scenarios: list[str]) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest a single run may take before it is reported as a timeout (default 1200, quick 180)",
     )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start at once even while the load average is above half the CPUs (default: wait up to 5 min)",
+    )
     return parser
 
 
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from datetime import datetime, timezone
     from importlib import metadata
 
-    from _common import load_average
+    from _common import load_average, wait_for_quiet
     from _peers_env import installed_versions
     from _report import Report, format_floors, format_table
     from _scenarios import SCENARIOS, Context, Results, Sizes
@@ -131,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGHUP, stop_on_signal)
 
+    quiet = 0.5 * (os.cpu_count() or 1)
+    load = load_average() if args.no_wait else wait_for_quiet(quiet, QUIET_WAIT_SECONDS, say)
     started = time.perf_counter()
-    load = load_average()
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"engine {meta['git']} (sources {meta['engine_digest']}); "
         f"load average {load if load is None else round(load, 2)} before the start"
     )
-    if load is not None and load > 0.5 * (os.cpu_count() or 1):
+    if load is not None and load > quiet:
         say("warning: the machine is busy with other work; figures will be slower than on an idle machine")
     sizes = Sizes.quick() if args.quick else Sizes.full()
     if args.soak_minutes is not None:
