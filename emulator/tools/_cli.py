@@ -29,7 +29,7 @@ from emulator.host._stopping import (
 )
 from emulator.taskhub.azure import is_storage_error
 from emulator.tools import _durable_cli
-from emulator.tools._console import ConsoleWriter, HostFormatter
+from emulator.tools._console import ConsoleWriter
 from emulator.tools._debug import DEFAULT_DEBUG_PORT, DebuggerUnavailableError, listen_for_debugger
 
 logger = logging.getLogger("emulator")
@@ -43,7 +43,7 @@ _console: ConsoleWriter | None = None
 
 def configure_logging(verbose: bool) -> None:
     global _console
-    writer = _console = ConsoleWriter(sys.stdout, HostFormatter())
+    writer = _console = ConsoleWriter(sys.stdout)
     writer.start()
     root = logging.getLogger()
     root.handlers[:] = [writer.handler]

@@ -27,9 +27,6 @@ _Line = tuple[logging.LogRecord, str] | None
 class HostFormatter(logging.Formatter):
     """``[2024-04-29T10:26:20.356Z] message``, the Functions host's console format."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self.line(record, record.getMessage())
-
     def line(self, record: logging.LogRecord, message: str) -> str:
         stamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
         text = f"[{stamp[:-6]}Z] {message}"
@@ -73,11 +70,11 @@ class ConsoleWriter:
 
     PAUSE = 0.02
 
-    def __init__(self, stream: TextIO, formatter: HostFormatter) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.lines: queue.SimpleQueue[_Line] = queue.SimpleQueue()
         self.handler = ConsoleHandler(self.lines)
         self._stream = stream
-        self._formatter = formatter
+        self._formatter = HostFormatter()
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
 
     def start(self) -> None:

@@ -58,13 +58,14 @@ def test_a_status_query_answered_from_the_checkpoint_write_equals_the_stored_row
             from_write.append(record.runtime_status.name)
         return record
 
+    update_instance = AzureTaskHub.update_instance
+
     async def slow_update(self: AzureTaskHub, instance_id: str, update: InstanceUpdate) -> bool:
         # Each Instances-row write takes long enough for the queries below to come during one:
         # on a busy machine, a whole episode could otherwise fall between two queries.
         await asyncio.sleep(0.2)
         return await update_instance(self, instance_id, update)
 
-    update_instance = AzureTaskHub.update_instance
     monkeypatch.setattr(AzureTaskHub, "written_instance", spy)
     monkeypatch.setattr(AzureTaskHub, "update_instance", slow_update)
     started = start_orchestration(features_host.base_url, "BigStatus", 10)

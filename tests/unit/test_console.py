@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator.tools._console import ConsoleWriter, HostFormatter
+from emulator.tools._console import ConsoleWriter
 
 LINE = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] (.*)$")
 
@@ -23,7 +23,7 @@ def message(line: str) -> str:
 @pytest.fixture
 def console() -> Iterator[tuple[logging.Logger, ConsoleWriter, io.StringIO]]:
     stream = io.StringIO()
-    writer = ConsoleWriter(stream, HostFormatter())
+    writer = ConsoleWriter(stream)
     writer.start()
     log = logging.getLogger("test.console")
     log.propagate = False
@@ -36,7 +36,7 @@ def console() -> Iterator[tuple[logging.Logger, ConsoleWriter, io.StringIO]]:
 
 def test_lines_have_the_host_format_and_the_message_as_it_was_logged() -> None:
     stream = io.StringIO()
-    writer = ConsoleWriter(stream, HostFormatter())  # not started yet: nothing is formatted
+    writer = ConsoleWriter(stream)  # not started yet: nothing is formatted
     log = logging.getLogger("test.console.unstarted")
     log.propagate = False
     log.handlers[:] = [writer.handler]
